@@ -1,0 +1,287 @@
+"""File-level verbs: the loop over inputs and outputs, with reports. Usable without the CLI.
+
+Every verb takes input arguments (paths, directories, globs, `-`; see `inputs.py`), an output
+(`None`, a path, a directory or `-`) and a model object (anything with the contract below; a
+shipped one by name via `load_model`), and returns one `FileReport` per input. A bad file is
+reported and the batch goes on. Each file streams: read a block, resample it to the model rate,
+`streamer.feed` it, resample back, write what came out, so memory is flat in file length and a
+pipe's output starts before its input ends. At EOF, `flush()` and trim to the exact length.
+
+Model contract (enhance/separate): `sample_rate`, `task`, `n_sources` (separate),
+`make_streamer(device, **kwargs)` returning a `streaming.Streamer` that takes `[C, T]` (the
+channels are a batch) and returns `[C, T']` or `[C, S, T']`.
+
+Separation and channels: with `-o DIR` (or outputs beside the input) each speaker file has the
+input's channels, every channel separated on its own; when all speakers go to one file (`-o -`
+or `-o file.wav`), a multichannel input is downmixed to mono first and the file has one
+channel per speaker.
+"""
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from contextlib import ExitStack
+from itertools import chain
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from .audio import BLOCK, AudioError, AudioWriter, open_reader, output_subtype
+from .inputs import AUDIO_EXTS, Input, UsageError, expand_inputs, plan_outputs
+from .report import FileReport, Progress
+from .resample import ExactLength, Resampler
+
+TASK_OF_MODEL = {"enhancer": "enhance", "enhancer-tiny": "enhance", "separator": "separate",
+                 "codec": "codec"}
+
+
+def resolve_device(device: Optional[str] = "auto") -> str:
+    """`auto` -> `cuda` when available, else `cpu`; validate `cuda[:N]`."""
+    import torch
+
+    device = (device or "auto").lower()
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        return device
+    if device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit()):
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {device}: CUDA is not available on this machine")
+        if ":" in device and int(device[5:]) >= torch.cuda.device_count():
+            raise UsageError(f"--device {device}: only {torch.cuda.device_count()} GPU(s) here")
+        return device
+    raise UsageError(f"unknown --device {device!r} (use auto, cpu, cuda or cuda:N)")
+
+
+def setup_torch(threads: Optional[int] = None):
+    """Thread count and deterministic settings for inference."""
+    import torch
+
+    if threads:
+        if threads < 1:
+            raise UsageError("--threads must be at least 1")
+        torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+
+def load_model(name: str, device: str = "cpu"):
+    """A shipped model by name (`registry.load_model`), or a fake one when the test-only
+    environment variable `AUDIOE2E_FAKE_MODEL` is set (see `testing.py`)."""
+    if os.environ.get("AUDIOE2E_FAKE_MODEL"):
+        from .testing import make_fake
+        return make_fake(TASK_OF_MODEL.get(name, name))
+    from .registry import load_model as _load
+    return _load(name, device)
+
+
+def describe(e: BaseException) -> str:
+    """A one-line reason for the user."""
+    if isinstance(e, OSError) and e.strerror:
+        msg = f"{e.strerror}: {e.filename}" if e.filename else e.strerror
+    elif isinstance(e, (AudioError, UsageError, OSError)) or type(e).__name__ == "BitstreamError":
+        msg = str(e)
+    else:
+        msg = f"internal error: {type(e).__name__}: {e}"
+    return " ".join(msg.split()) or type(e).__name__
+
+
+def run_batch(task: str, inputs: Sequence[str | Input], output: Optional[str],
+              process: Callable[[Input, list[str], str], dict], *, n_sources: int = 2,
+              template: Optional[str] = None, force: bool = False, skip_existing: bool = False,
+              exts: tuple[str, ...] = AUDIO_EXTS,
+              on_report: Optional[Callable[[FileReport], None]] = None) -> list[FileReport]:
+    """Plan outputs, then `process(input, outputs, mode) -> stats` each input in turn.
+
+    An existing output is an error unless `force`; with `skip_existing` an input whose outputs
+    all exist is skipped (one with only some of them is redone)."""
+    inputs = [i if isinstance(i, Input) else None for i in inputs]
+    if any(i is None for i in inputs):
+        raise TypeError("inputs must be all Input objects (use expand_inputs) or all strings")
+    mode, plans = plan_outputs(inputs, output, task, template, n_sources)
+    claimed: dict[str, str] = {}
+    reports = []
+    for inp, outs in zip(inputs, plans):
+        r = FileReport(inp.display, outs)
+        files = [o for o in outs if o != "-"]
+        clash = next((o for o in files if os.path.realpath(o) in claimed), None)
+        existing = [o for o in files if os.path.lexists(o)]
+        if inp.error:
+            r.status, r.error, r.outputs = "failed", inp.error, []
+        elif clash:
+            r.status, r.outputs = "failed", []
+            r.error = f"output {clash} is also the output of {claimed[os.path.realpath(clash)]}"
+        elif existing and skip_existing and len(existing) == len(files):
+            r.status = "skipped"
+        elif existing and not force and not skip_existing:
+            r.status, r.outputs = "failed", []
+            r.error = f"output {existing[0]} exists (use -f to overwrite or --skip-existing)"
+        else:
+            claimed.update((os.path.realpath(o), inp.display) for o in files)
+            t0 = time.perf_counter()
+            try:
+                for o in files:
+                    parent = os.path.dirname(o)
+                    if parent:
+                        os.makedirs(parent, exist_ok=True)
+                stats = process(inp, outs, mode)
+                r.seconds = time.perf_counter() - t0
+                r.duration_s = stats.pop("duration_s", None)
+                r.clipped = stats.pop("clipped", 0)
+                if r.duration_s:
+                    r.realtime_factor = r.seconds / r.duration_s
+                r.extra = stats
+            except KeyboardInterrupt:
+                raise
+            except Exception as e:  # one bad file must not stop the batch
+                r.status, r.error, r.outputs = "failed", describe(e), []
+                if not isinstance(e, (AudioError, OSError)):
+                    r.traceback = traceback.format_exc()
+        reports.append(r)
+        if on_report:
+            on_report(r)
+    return reports
+
+
+def _to_numpy(y, rows: int) -> np.ndarray:
+    if y.numel() == 0:
+        return np.zeros((rows, 0), np.float32)
+    return y.detach().cpu().float().numpy().reshape(rows, -1)
+
+
+def stream_file(inp: Input, outs: list[str], mode: str, model, make_streamer: Callable, *,
+                separate: bool = False, subtype: Optional[str] = None, clip: str = "clamp",
+                progress: bool = False, block: int = BLOCK, quality: str = "HQ") -> dict:
+    """Run one input through a streamer into its output file(s); returns stats."""
+    import torch
+
+    with open_reader(inp.path, block) as reader, ExitStack() as stack:
+        info = reader.info
+        blocks = reader.blocks()
+        first = next(blocks, None)
+        if first is None:
+            raise AudioError("zero-length audio")
+        mono = separate and mode in ("stdout", "file")  # all speakers in one file
+        C = 1 if mono else info.channels
+        S = int(model.n_sources) if separate else 1
+        st = output_subtype(info.subtype, subtype)
+        if separate and not mono:
+            writers = [AudioWriter(o, info.rate, C, st, clip) for o in outs[:1]]
+            stack.enter_context(writers[0])
+            for o in outs[1:S]:
+                writers.append(stack.enter_context(AudioWriter(o, info.rate, C, st, clip)))
+        else:
+            writers = [stack.enter_context(AudioWriter(outs[0], info.rate, C * S, st, clip))]
+        up = Resampler(info.rate, model.sample_rate, C, quality)
+        down = Resampler(model.sample_rate, info.rate, C * S, quality)
+        keep = ExactLength(C * S)
+        streamer = make_streamer()
+        prog = stack.enter_context(_closing(Progress(inp.display, info.duration, progress)))
+        n_in = 0
+
+        def write(z: np.ndarray):
+            if z.shape[-1] == 0:
+                return
+            if len(writers) == 1:
+                writers[0].write(z)
+            else:
+                z = z.reshape(C, S, -1)
+                for s, w in enumerate(writers):
+                    w.write(z[:, s])
+
+        def model_out(y):
+            write(keep.push(down.process(_to_numpy(y, C * S)), limit=n_in))
+
+        def model_in(x: np.ndarray):
+            if x.shape[-1]:
+                model_out(streamer.feed(torch.from_numpy(np.ascontiguousarray(x))))
+
+        for blk in chain([first], blocks):
+            if mono and blk.shape[0] > 1:
+                blk = blk.mean(axis=0, keepdims=True)
+            n_in += blk.shape[-1]
+            model_in(up.process(blk))
+            prog.update(n_in / info.rate)
+        model_in(up.flush())
+        model_out(streamer.flush())
+        write(keep.push(down.flush(), limit=n_in))
+        write(keep.finish(n_in))
+    stats = {"duration_s": n_in / info.rate, "clipped": sum(w.clipped for w in writers),
+             "sample_rate": info.rate, "channels": C * S if len(writers) == 1 else C,
+             "subtype": st}
+    gains = [w.gain for w in writers if w.gain != 1.0]
+    if gains:
+        stats["gain"] = min(gains)
+    return stats
+
+
+class _closing:
+    def __init__(self, p):
+        self.p = p
+
+    def __enter__(self):
+        return self.p
+
+    def __exit__(self, *exc):
+        self.p.close()
+
+
+def _prepare(inputs, model, name: str, device: str, threads: Optional[int]):
+    setup_torch(threads)
+    device = resolve_device(device)
+    if model is None:
+        model = load_model(name, device)
+    if inputs and all(isinstance(i, str) for i in inputs):
+        inputs = expand_inputs(inputs)
+    return inputs, model, device
+
+
+def run_enhance(inputs: Sequence[str | Input], output: Optional[str] = None, model=None, *,
+                tiny: bool = False, atten_lim_db: Optional[float] = None,
+                wet: Optional[float] = None, device: str = "cpu", threads: Optional[int] = None,
+                subtype: Optional[str] = None, clip: str = "clamp", progress: bool = False,
+                block: int = BLOCK, **batch) -> list[FileReport]:
+    """Enhance each input; `atten_lim_db`/`wet` go to `model.make_streamer` when given."""
+    if wet is not None and not 0.0 <= wet <= 1.0:
+        raise UsageError("--mix must be between 0 and 1")
+    inputs, model, device = _prepare(inputs, model, "enhancer-tiny" if tiny else "enhancer",
+                                     device, threads)
+    kw = {k: v for k, v in (("atten_lim_db", atten_lim_db), ("wet", wet)) if v is not None}
+
+    def process(inp, outs, mode):
+        return stream_file(inp, outs, mode, model, lambda: model.make_streamer(device, **kw),
+                           subtype=subtype, clip=clip, progress=progress, block=block)
+    return run_batch("enhance", inputs, output, process, **batch)
+
+
+def run_separate(inputs: Sequence[str | Input], output: Optional[str] = None, model=None, *,
+                 device: str = "cpu", threads: Optional[int] = None,
+                 subtype: Optional[str] = None, clip: str = "clamp", progress: bool = False,
+                 block: int = BLOCK, **batch) -> list[FileReport]:
+    """Separate each input into `model.n_sources` speakers (see module doc for channels)."""
+    inputs, model, device = _prepare(inputs, model, "separator", device, threads)
+
+    def process(inp, outs, mode):
+        return stream_file(inp, outs, mode, model, lambda: model.make_streamer(device),
+                           separate=True, subtype=subtype, clip=clip, progress=progress,
+                           block=block)
+    return run_batch("separate", inputs, output, process, n_sources=int(model.n_sources), **batch)
+
+
+def _single(reports: list[FileReport]) -> FileReport:
+    r = reports[0]
+    if r.status == "failed":
+        raise AudioError(f"{r.input}: {r.error}")
+    return r
+
+
+def enhance_file(src: str, dst: str, model=None, **kw) -> FileReport:
+    """Enhance one file into `dst` (a file path or `-`); raises AudioError on failure."""
+    return _single(run_enhance([src], dst, model, **kw))
+
+
+def separate_file(src: str, out: Optional[str] = None, model=None, **kw) -> FileReport:
+    """Separate one file; `out` a directory (`<stem>_s1.wav`...), a file, `-` or None."""
+    return _single(run_separate([src], out, model, **kw))

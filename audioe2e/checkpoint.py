@@ -1,0 +1,61 @@
+"""Weights on disk: safetensors tensors plus a JSON config/metadata block, never pickle.
+
+Why: a shipped model must be loadable by anyone without executing code from the file
+(pickle can), and the config that rebuilds the network travels inside the same file so a
+weights file can never be paired with the wrong architecture.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+
+def sha256_file(path: str | os.PathLike, block: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_weights(path: str | os.PathLike, state: dict[str, torch.Tensor], config: dict[str, Any],
+                 meta: dict[str, Any] | None = None) -> str:
+    """Atomically write `state` with `config` (and `meta`) as JSON strings in the header.
+
+    Returns the sha256 of the written file."""
+    path = Path(path)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    header = {"config": json.dumps(config, sort_keys=True), "meta": json.dumps(meta or {}, sort_keys=True)}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=header)
+    os.replace(tmp, path)
+    return sha256_file(path)
+
+
+def read_header(path: str | os.PathLike) -> tuple[dict, dict]:
+    """Config and metadata of a weights file, without loading tensors."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        md = f.metadata() or {}
+    return json.loads(md.get("config", "{}")), json.loads(md.get("meta", "{}"))
+
+
+def load_weights(path: str | os.PathLike, expected_sha256: str | None = None):
+    """Return (state_dict, config, meta); refuse a file whose sha256 differs from the expected."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    if expected_sha256 is not None:
+        got = sha256_file(path)
+        if got != expected_sha256:
+            raise ValueError(f"weights file {path.name} is corrupt or altered: sha256 {got[:12]}… "
+                             f"!= expected {expected_sha256[:12]}…")
+    config, meta = read_header(path)
+    return load_file(str(path)), config, meta

@@ -1,0 +1,148 @@
+"""Tiny causal enhancer: learnable butterfly-FFT front-end + small GRU mask estimator.
+
+Why: RNNoise-class cost (≈ 80 k parameters, a few MMAC/s) with a transform that is learned
+but stays O(n log n). Frames of n = 256 samples (16 ms) at hop 128 (8 ms): algorithmic
+latency = one window = 16 ms. Streaming state: the last n − hop input samples, the GRU state
+and the overlap-add tail, so `step` on chunks equals `step` on the whole signal.
+
+`frontend` selects the ablation twins trained the same way: "butterfly" (learnable fast
+transform), "fft" (fixed torch.fft), "dense" (learned n×n matrices, DFT-initialised).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from ..frontends.butterfly import ButterflyIRFFT, ButterflyRFFT
+from ..frontends.stft import sqrt_hann
+
+
+@dataclass(frozen=True)
+class TinyConfig:
+    arch: str = "tiny_enhancer"
+    task: str = "enhance"
+    sample_rate: int = 16000
+    n_fft: int = 256
+    hop: int = 128
+    hidden: int = 64
+    layers: int = 2
+    frontend: str = "butterfly"  # butterfly | fft | dense
+    compress: float = 0.3       # magnitude power-law compression of the features
+
+
+class DenseDFT(nn.Module):
+    """Dense learned transform pair initialised to the (i)rfft: the O(n²) baseline."""
+
+    def __init__(self, n: int, inverse: bool):
+        super().__init__()
+        self.n, self.inverse = n, inverse
+        eye = torch.eye(n, dtype=torch.float64)
+        f = torch.fft.rfft(eye, dim=-1)  # [n, n/2+1]: row i = rfft(e_i)
+        if not inverse:
+            self.weight = nn.Parameter(torch.cat([f.real, f.imag], -1).float())  # [n, 2(n/2+1)]
+        else:
+            k = n // 2 + 1
+            eye_k = torch.eye(k, dtype=torch.complex128)
+            re = torch.fft.irfft(eye_k, n=n, dim=-1)
+            im = torch.fft.irfft(1j * eye_k, n=n, dim=-1)
+            self.weight = nn.Parameter(torch.cat([re, im], 0).float())  # [2k, n]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.inverse:
+            y = x @ self.weight
+            k = self.n // 2 + 1
+            return torch.complex(y[..., :k], y[..., k:])
+        return torch.cat([x.real, x.imag], -1) @ self.weight
+
+
+class FixedFFT(nn.Module):
+    def __init__(self, n: int, inverse: bool):
+        super().__init__()
+        self.n, self.inverse = n, inverse
+
+    def forward(self, x):
+        return torch.fft.irfft(x, n=self.n) if self.inverse else torch.fft.rfft(x)
+
+
+def make_transform(kind: str, n: int, inverse: bool) -> nn.Module:
+    if kind == "butterfly":
+        return ButterflyIRFFT(n) if inverse else ButterflyRFFT(n)
+    if kind == "dense":
+        return DenseDFT(n, inverse)
+    if kind == "fft":
+        return FixedFFT(n, inverse)
+    raise ValueError(f"unknown front-end {kind!r}")
+
+
+class TinyEnhancer(nn.Module):
+    def __init__(self, cfg: TinyConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.sample_rate, self.task = cfg.sample_rate, cfg.task
+        self.n, self.hop = cfg.n_fft, cfg.hop
+        bins = cfg.n_fft // 2 + 1
+        self.analysis = make_transform(cfg.frontend, cfg.n_fft, inverse=False)
+        self.synthesis = make_transform(cfg.frontend, cfg.n_fft, inverse=True)
+        self.win_a = nn.Parameter(sqrt_hann(cfg.n_fft).float())
+        self.win_s = nn.Parameter(sqrt_hann(cfg.n_fft).float())
+        self.inp = nn.Linear(bins, cfg.hidden)
+        self.gru = nn.GRU(cfg.hidden, cfg.hidden, cfg.layers, batch_first=True)
+        self.out = nn.Linear(cfg.hidden, bins)
+
+    @classmethod
+    def from_config(cls, config: dict) -> "TinyEnhancer":
+        return cls(TinyConfig(**config))
+
+    def config_dict(self) -> dict:
+        return asdict(self.cfg)
+
+    @property
+    def delay(self) -> int:
+        """Output lags input by n − hop samples inside `step` (the overlap-add tail)."""
+        return self.n - self.hop
+
+    @property
+    def latency(self) -> int:
+        """Algorithmic latency: one full window (n samples) must arrive per output hop."""
+        return self.n
+
+    def initial_state(self, batch: int, device=None):
+        z = lambda *s: torch.zeros(*s, device=device)  # noqa: E731
+        return (z(batch, self.n - self.hop), z(self.cfg.layers, batch, self.cfg.hidden),
+                z(batch, self.n - self.hop))
+
+    def step(self, x: torch.Tensor, state=None):
+        """x [B, k·hop] → (y [B, k·hop] delayed by `delay`, new state)."""
+        b = x.shape[0]
+        prev_in, h, tail = state if state is not None else self.initial_state(b, x.device)
+        buf = torch.cat([prev_in, x], -1)
+        frames = buf.unfold(-1, self.n, self.hop) * self.win_a  # [B, k, n]
+        spec = self.analysis(frames)  # [B, k, bins] complex
+        feat = (spec.abs() + 1e-8).pow(self.cfg.compress)
+        hidden, h = self.gru(torch.relu(self.inp(feat)), h)
+        mask = torch.sigmoid(self.out(hidden))
+        out_frames = self.synthesis(spec * mask) * self.win_s  # [B, k, n]
+        k = frames.shape[1]
+        total = (k - 1) * self.hop + self.n
+        ola = nn.functional.fold(out_frames.transpose(1, 2), (1, total), (1, self.n), stride=(1, self.hop))
+        ola = ola.view(b, total)
+        ola = torch.cat([ola[:, : self.n - self.hop] + tail, ola[:, self.n - self.hop:]], -1)
+        y, tail = ola[:, : k * self.hop], ola[:, k * self.hop:]
+        return y, (buf[:, -(self.n - self.hop):], h, tail)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Whole-signal enhancement, time-aligned: x [B, T] → [B, T]."""
+        t = x.shape[-1]
+        pad = (-(t + self.delay)) % self.hop + self.delay
+        y, _ = self.step(nn.functional.pad(x, (0, pad)))
+        return y[:, self.delay: self.delay + t]
+
+    def make_streamer(self, device="cpu", atten_lim_db=None, wet=None):
+        from ..streaming import DryWetStreamer, StatefulStreamer
+
+        s = StatefulStreamer(self, device)
+        if atten_lim_db is not None or wet is not None:
+            s = DryWetStreamer(s, wet=1.0 if wet is None else wet, atten_lim_db=atten_lim_db)
+        return s

@@ -1,0 +1,110 @@
+"""The named pretrained models: which file, its sha256, and how to rebuild the network.
+
+Why: users name models (`enhance --tiny`), never files. `models/manifest.json` maps each name
+to a weights file and its sha256 (checked on every load); the architecture is rebuilt from the
+config stored inside the weights file (see checkpoint.py), through `build_model`.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MODEL_NAMES = {
+    "separator": "separate",
+    "enhancer": "enhance",
+    "enhancer-tiny": "enhance",
+    "codec": "codec",
+}
+
+
+class ModelNotAvailable(RuntimeError):
+    """The named model has no trained weights shipped yet (or its file is missing)."""
+
+
+def models_dir() -> Path:
+    """`$AUDIOE2E_MODELS`, else the `models/` shipped inside the package."""
+    env = os.environ.get("AUDIOE2E_MODELS")
+    return Path(env) if env else Path(__file__).resolve().parent / "models"
+
+
+def manifest() -> dict[str, dict[str, Any]]:
+    path = models_dir() / "manifest.json"
+    if not path.is_file():
+        return {}
+    return json.loads(path.read_text())
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    task: str
+    file: Path
+    sha256: str
+    card: dict[str, Any]
+
+
+def model_info(name: str) -> ModelInfo:
+    if name not in MODEL_NAMES:
+        raise ModelNotAvailable(f"unknown model '{name}' (known: {', '.join(MODEL_NAMES)})")
+    entry = manifest().get(name)
+    if entry is None:
+        raise ModelNotAvailable(f"model '{name}' has no trained weights in this release yet")
+    file = models_dir() / entry["file"]
+    if not file.is_file():
+        raise ModelNotAvailable(f"model '{name}': weights file {file} is missing")
+    card_path = file.with_suffix(".json")
+    card = json.loads(card_path.read_text()) if card_path.is_file() else {}
+    return ModelInfo(name, MODEL_NAMES[name], file, entry["sha256"], card)
+
+
+def build_model(config: dict[str, Any]):
+    """Rebuild an (untrained) network from its stored config; dispatch on `config['arch']`."""
+    arch = config.get("arch")
+    if arch == "tiny_enhancer":
+        from .nets.tiny import TinyEnhancer
+        return TinyEnhancer.from_config(config)
+    if arch == "masknet":
+        from .nets.masknet import MaskNet
+        return MaskNet.from_config(config)
+    if arch == "codec":
+        from .nets.codec import Codec
+        return Codec.from_config(config)
+    raise ValueError(f"unknown architecture in weights file: {arch!r}")
+
+
+def load_model(name: str, device: str = "cpu"):
+    """Load a shipped model by name, verify its sha256, return it in eval mode on `device`."""
+    from .checkpoint import load_weights
+
+    info = model_info(name)
+    state, config, meta = load_weights(info.file, expected_sha256=info.sha256)
+    model = build_model(config)
+    model.load_state_dict(state)
+    model.eval().to(device)
+    model.model_name = name
+    model.weights_sha256 = info.sha256
+    model.card = info.card
+    return model
+
+
+def list_models() -> list[dict[str, Any]]:
+    """One row per known model name: shipped or not, with the card's headline numbers."""
+    rows = []
+    for name, task in MODEL_NAMES.items():
+        row: dict[str, Any] = {"name": name, "task": task, "available": False}
+        try:
+            info = model_info(name)
+        except ModelNotAvailable as e:
+            row["status"] = str(e)
+            rows.append(row)
+            continue
+        from .checkpoint import read_header
+        config, meta = read_header(info.file)
+        row.update(available=True, file=info.file.name, size_bytes=info.file.stat().st_size,
+                   sample_rate=config.get("sample_rate"), params=meta.get("params"),
+                   latency_ms=meta.get("latency_ms"), metrics=info.card.get("metrics", {}))
+        rows.append(row)
+    return rows

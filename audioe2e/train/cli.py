@@ -1,0 +1,50 @@
+"""`audioe2e train …`: run, resume and export training recipes (see README "Training")."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(help="Train the models on a corpus (see `audioe2e corpus build`).", no_args_is_help=True)
+
+
+@app.command("run")
+def run_cmd(
+    recipe: str = typer.Argument(..., help="separator | separator-stft | enhancer | enhancer-tiny | "
+                                 "enhancer-tiny-fft | enhancer-tiny-dense | codec"),
+    corpus: Path = typer.Option(Path("corpus"), help="corpus folder with manifest.jsonl"),
+    run: Path = typer.Option(..., help="run folder: checkpoints and log.jsonl"),
+    steps: int = typer.Option(20000, help="train until this many steps"),
+    resume: bool = typer.Option(False, help="continue from RUN/last.safetensors"),
+    device: str = typer.Option("cpu"),
+    threads: Optional[int] = typer.Option(None, help="torch threads per process"),
+    batch: Optional[int] = typer.Option(None), seconds: Optional[float] = typer.Option(None),
+    lr: Optional[float] = typer.Option(None), val_every: int = typer.Option(500),
+    ckpt_minutes: float = typer.Option(5.0), seed: int = typer.Option(0),
+):
+    """Train (or continue) a recipe. Under `torchrun --nproc_per_node N` it runs DDP."""
+    import torch
+
+    from .loop import train
+    from .recipes import get_recipe
+
+    if threads:
+        torch.set_num_threads(threads)
+    if not (corpus / "manifest.jsonl").is_file():
+        typer.echo(f"error: {corpus}/manifest.jsonl not found (build it with `audioe2e corpus build`)", err=True)
+        raise typer.Exit(2)
+    best = train(get_recipe(recipe), corpus, run, steps, resume=resume, device=device, ckpt_minutes=ckpt_minutes,
+                 val_every=val_every, batch=batch, seconds=seconds, lr=lr, seed=seed)
+    typer.echo(f"done: best {best}", err=True)
+
+
+@app.command("export")
+def export_cmd(run: Path = typer.Option(...), name: str = typer.Option(..., help="model name, e.g. enhancer-tiny"),
+               models: Path = typer.Option(Path("models")), corpus: Optional[Path] = typer.Option(Path("corpus")),
+               which: str = typer.Option("best", help="best | last")):
+    """Copy a run's weights into MODELS with a model card and sha256 manifest entry."""
+    from .export import export_run
+
+    card = export_run(run, name, models, corpus, which)
+    typer.echo(f"exported {name}: step {card['step']}, metrics {card['metrics']}", err=True)

@@ -1,0 +1,162 @@
+"""The training loop shared by every model: resumable, logged, single-process or DDP.
+
+Why this shape: training here runs for hours on 2 CPU cores in the background and gets
+killed (sessions end). So: a checkpoint (model + optimiser, safetensors, no pickle) every few
+minutes written atomically, `--resume` continues from it bit-for-bit in data (batches are a
+pure function of seed/step/rank), JSONL logs, validation on the fixed on-disk valset. Under
+`torchrun` each rank draws its own batches and DDP averages gradients; rank 0 does the I/O.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from ..checkpoint import load_weights, save_weights
+from ..registry import build_model
+from .recipes import Recipe, loss_for
+
+
+def _dist():
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+    rank = torch.distributed.get_rank() if world > 1 else 0
+    return rank, world
+
+
+def optimizer_state_tensors(opt: torch.optim.Optimizer) -> tuple[dict, dict]:
+    """Flatten Adam state into named tensors + JSON-able scalars (so it fits safetensors)."""
+    sd = opt.state_dict()
+    tensors, scalars = {}, {"param_groups": sd["param_groups"]}
+    for idx, st in sd["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"optim.{idx}.{k}"] = v
+            else:
+                scalars[f"{idx}.{k}"] = v
+    return tensors, scalars
+
+
+def load_optimizer_state(opt, tensors: dict, scalars: dict):
+    state: dict = {}
+    for name, v in tensors.items():
+        _, idx, k = name.split(".", 2)
+        state.setdefault(int(idx), {})[k] = v
+    for name, v in scalars.items():
+        if name == "param_groups":
+            continue
+        idx, k = name.split(".", 1)
+        state.setdefault(int(idx), {})[k] = v
+    opt.load_state_dict({"state": state, "param_groups": scalars["param_groups"]})
+
+
+def evaluate(model, task: str, val) -> dict:
+    """Mean SI-SDR and its improvement over the input on the fixed valset."""
+    from .losses import pit_si_sdr, si_sdr
+
+    x, y, _ = val
+    model.eval()
+    outs = []
+    with torch.no_grad():
+        for i in range(0, len(x), 8):
+            outs.append(model.validation_forward(x[i:i + 8]) if hasattr(model, "validation_forward")
+                        else model(x[i:i + 8]))
+    est = torch.cat(outs)
+    model.train()
+    if task == "separate":
+        score = pit_si_sdr(est, y)[0]
+        base = pit_si_sdr(torch.stack([x, x], 1), y)[0]
+    else:
+        score, base = si_sdr(est, y), si_sdr(x, y)
+    return {"si_sdr": score.mean().item(), "si_sdri": (score - base).mean().item()}
+
+
+def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = False,
+          device: str = "cpu", ckpt_minutes: float = 5.0, val_every: int = 500, log_every: int = 25,
+          batch: int | None = None, seconds: float | None = None, lr: float | None = None, seed: int = 0):
+    from .data import Corpus, Mixer, batch as make_batch
+    from .valsets import load_valset
+
+    rank, world = _dist()
+    run.mkdir(parents=True, exist_ok=True)
+    dev = torch.device(device)
+    batch = batch or recipe.batch
+    seconds = seconds or recipe.seconds
+    model = build_model(dict(recipe.config)).to(dev)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr or recipe.lr)
+    step, elapsed, best = 0, 0.0, None
+    last = run / "last.safetensors"
+    if resume and last.is_file():
+        state, config, meta = load_weights(last)
+        model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
+        load_optimizer_state(opt, {k: v for k, v in state.items() if k.startswith("optim.")}, meta["optim"])
+        step, elapsed, best = meta["step"], meta["elapsed"], meta.get("best")
+        if lr:
+            for g in opt.param_groups:
+                g["lr"] = lr
+    elif last.is_file():
+        raise FileExistsError(f"{run} already has a checkpoint: pass --resume to continue it")
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model)
+    loss_fn = loss_for(recipe.task, model)
+    mixer = Mixer(Corpus(corpus, "train"), seconds)
+    val = load_valset(corpus, recipe.task) if rank == 0 else None
+    log = open(run / "log.jsonl", "a") if rank == 0 else None
+
+    def save():
+        tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+        otensors, scalars = optimizer_state_tensors(opt)
+        tensors.update(otensors)
+        meta = {"step": step, "elapsed": elapsed, "best": best, "optim": scalars, "recipe": recipe.name,
+                "batch": batch, "seconds": seconds, "world": world}
+        save_weights(last, tensors, model.config_dict(), meta)
+
+    def emit(rec):
+        rec.update(step=step, elapsed_h=round(elapsed / 3600, 4), time=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        log.write(json.dumps(rec) + "\n")
+        log.flush()
+        print(json.dumps(rec), flush=True)
+
+    last_ckpt = time.time()
+    running = []
+    while step < steps:
+        t0 = time.time()
+        x, y = make_batch(mixer, recipe.task, batch, seed, step, rank)
+        x, y = x.to(dev), y.to(dev)
+        est = net(x)
+        loss = loss_fn(est, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        if torch.isfinite(gnorm):
+            opt.step()
+        step += 1
+        elapsed += time.time() - t0
+        running.append(loss.item())
+        if rank == 0:
+            if step % log_every == 0:
+                emit({"loss": sum(running) / len(running), "grad_norm": float(gnorm),
+                      "sec_per_step": round(elapsed / max(step, 1), 3)})
+                running = []
+            if step % val_every == 0 or step == steps:
+                metrics = evaluate(model, recipe.task, val)
+                emit({"val": metrics})
+                if best is None or metrics["si_sdr"] > best["si_sdr"]:
+                    best = dict(metrics, step=step)
+                    save_weights(run / "best.safetensors", model.state_dict(), model.config_dict(),
+                                 {"step": step, "elapsed": elapsed, "val": metrics, "recipe": recipe.name})
+                save()
+                last_ckpt = time.time()
+            elif time.time() - last_ckpt > ckpt_minutes * 60:
+                save()
+                last_ckpt = time.time()
+    if rank == 0:
+        save()
+        log.close()
+    return best

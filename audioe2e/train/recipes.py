@@ -1,0 +1,56 @@
+"""Named training recipes: which network, which task data, which loss, default sizes.
+
+Why: `audioe2e train NAME` must rebuild the exact model a shipped file came from; the recipe
+name is stored in every checkpoint, and the ablation twins differ from their main model only
+in the front-end field, so their comparison is fair by construction.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    task: str                  # data task: separate | enhance | codec
+    config: dict[str, Any]     # network config (arch + fields)
+    batch: int = 4
+    seconds: float = 3.0
+    lr: float = 1e-3
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+_MASKNET = dict(arch="masknet", n_filters=256, kernel=64, bottleneck=128, hidden=256, layers=7, repeats=2)
+
+RECIPES: dict[str, Recipe] = {
+    "separator": Recipe("separator", "separate", dict(_MASKNET, task="separate", n_src=2), batch=4, seconds=2.0),
+    "separator-stft": Recipe("separator-stft", "separate",
+                             dict(_MASKNET, task="separate", n_src=2, trainable_frontend=False), batch=4, seconds=2.0),
+    "enhancer": Recipe("enhancer", "enhance", dict(_MASKNET, task="enhance", n_src=1), batch=4, seconds=2.0),
+    "enhancer-tiny": Recipe("enhancer-tiny", "enhance", dict(arch="tiny_enhancer", frontend="butterfly"),
+                            batch=16, seconds=3.0),
+    "enhancer-tiny-fft": Recipe("enhancer-tiny-fft", "enhance", dict(arch="tiny_enhancer", frontend="fft"),
+                                batch=16, seconds=3.0),
+    "enhancer-tiny-dense": Recipe("enhancer-tiny-dense", "enhance", dict(arch="tiny_enhancer", frontend="dense"),
+                                  batch=16, seconds=3.0),
+    "codec": Recipe("codec", "codec", dict(arch="codec"), batch=8, seconds=2.0, lr=5e-4),
+}
+
+
+def get_recipe(name: str) -> Recipe:
+    if name not in RECIPES:
+        raise KeyError(f"unknown recipe '{name}' (known: {', '.join(RECIPES)})")
+    return RECIPES[name]
+
+
+def loss_for(task: str, model) -> Callable:
+    from . import losses
+
+    if task == "separate":
+        return lambda est, ref: losses.pit_loss(est, ref)
+    if task == "enhance":
+        return lambda est, ref: losses.enhancement_loss(est, ref)
+    if task == "codec":
+        return model.training_loss
+    raise ValueError(task)

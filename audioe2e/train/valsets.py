@@ -1,0 +1,61 @@
+"""Fixed validation sets, written once to disk from the validation split with a fixed seed.
+
+Why on disk: numbers must stay comparable across training runs, code changes and peers
+(`make bench` runs RNNoise, Opus, … on the very same files). Layout, per task under
+`CORPUS/valsets/<task>/`: `input/NNNN.wav`, `target/NNNN.wav` (separation: `s1/`, `s2/`),
+and `meta.jsonl` (speaker ids, genders, SNR).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from .data import RATE, Corpus, Mixer
+
+SNRS = (-5.0, 0.0, 5.0, 10.0, 15.0, 20.0)
+
+
+def valset_dir(corpus_root: str | Path, task: str) -> Path:
+    return Path(corpus_root) / "valsets" / ("separate" if task == "separate" else "enhance")
+
+
+def write_valset(corpus_root: str | Path, task: str, n: int = 48, seconds: float = 4.0, seed: int = 1234) -> Path:
+    out = valset_dir(corpus_root, task)
+    if (out / "meta.jsonl").is_file():
+        return out
+    mixer = Mixer(Corpus(corpus_root, "val"), seconds, augment=False)
+    rng = np.random.default_rng(seed)
+    tmp = out.with_name(out.name + ".tmp")
+    names = ["input", "s1", "s2"] if task == "separate" else ["input", "target"]
+    for d in names:
+        (tmp / d).mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i in range(n):
+        info: dict = {"id": f"{i:04d}"}
+        if task == "separate":
+            sigs = mixer.separation_example(rng, info=info)
+        else:
+            sigs = mixer.enhance_pair(rng, snr=SNRS[i % len(SNRS)], info=info)
+        for d, x in zip(names, sigs):
+            sf.write(tmp / d / f"{i:04d}.wav", x, RATE, subtype="FLOAT")
+        lines.append(json.dumps(info))
+    (tmp / "meta.jsonl").write_text("\n".join(lines) + "\n")
+    tmp.rename(out)
+    return out
+
+
+def load_valset(corpus_root: str | Path, task: str):
+    """(inputs [N, T], targets [N, T] or [N, 2, T], meta list) as torch tensors."""
+    import torch
+    d = write_valset(corpus_root, task)
+    meta = [json.loads(l) for l in (d / "meta.jsonl").read_text().splitlines() if l.strip()]
+    read = lambda sub, m: sf.read(d / sub / f"{m['id']}.wav", dtype="float32")[0]  # noqa: E731
+    x = np.stack([read("input", m) for m in meta])
+    if task == "separate":
+        y = np.stack([np.stack([read("s1", m), read("s2", m)]) for m in meta])
+    else:
+        y = np.stack([read("target", m) for m in meta])
+    return torch.from_numpy(x), torch.from_numpy(y), meta

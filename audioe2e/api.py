@@ -77,11 +77,19 @@ def load_model(name: str, device: str = "cpu"):
     return _load(name, device)
 
 
+def user_error(e: BaseException) -> bool:
+    """An error about the user's data or files (not a bug): reported without a traceback."""
+    return isinstance(e, (AudioError, UsageError, OSError)) or any(
+        c.__name__ in ("BitstreamError", "EntropyError") for c in type(e).__mro__)
+
+
 def describe(e: BaseException) -> str:
     """A one-line reason for the user."""
-    if isinstance(e, OSError) and e.strerror:
+    if isinstance(e, BrokenPipeError):
+        msg = "output pipe closed by the reader (broken pipe)"
+    elif isinstance(e, OSError) and e.strerror:
         msg = f"{e.strerror}: {e.filename}" if e.filename else e.strerror
-    elif isinstance(e, (AudioError, UsageError, OSError)) or type(e).__name__ == "BitstreamError":
+    elif user_error(e):
         msg = str(e)
     else:
         msg = f"internal error: {type(e).__name__}: {e}"
@@ -97,9 +105,8 @@ def run_batch(task: str, inputs: Sequence[str | Input], output: Optional[str],
 
     An existing output is an error unless `force`; with `skip_existing` an input whose outputs
     all exist is skipped (one with only some of them is redone)."""
-    inputs = [i if isinstance(i, Input) else None for i in inputs]
-    if any(i is None for i in inputs):
-        raise TypeError("inputs must be all Input objects (use expand_inputs) or all strings")
+    if any(not isinstance(i, Input) for i in inputs):
+        inputs = expand_inputs([os.fspath(i) for i in inputs], exts)
     mode, plans = plan_outputs(inputs, output, task, template, n_sources)
     claimed: dict[str, str] = {}
     reports = []
@@ -137,7 +144,7 @@ def run_batch(task: str, inputs: Sequence[str | Input], output: Optional[str],
                 raise
             except Exception as e:  # one bad file must not stop the batch
                 r.status, r.error, r.outputs = "failed", describe(e), []
-                if not isinstance(e, (AudioError, OSError)):
+                if not user_error(e):
                     r.traceback = traceback.format_exc()
         reports.append(r)
         if on_report:
@@ -167,18 +174,15 @@ def stream_file(inp: Input, outs: list[str], mode: str, model, make_streamer: Ca
         C = 1 if mono else info.channels
         S = int(model.n_sources) if separate else 1
         st = output_subtype(info.subtype, subtype)
-        if separate and not mono:
-            writers = [AudioWriter(o, info.rate, C, st, clip) for o in outs[:1]]
-            stack.enter_context(writers[0])
-            for o in outs[1:S]:
-                writers.append(stack.enter_context(AudioWriter(o, info.rate, C, st, clip)))
-        else:
-            writers = [stack.enter_context(AudioWriter(outs[0], info.rate, C * S, st, clip))]
+        n_files = S if separate and not mono else 1
+        ch = C if separate and not mono else C * S
+        writers = [stack.enter_context(AudioWriter(o, info.rate, ch, st, clip))
+                   for o in outs[:n_files]]
         up = Resampler(info.rate, model.sample_rate, C, quality)
         down = Resampler(model.sample_rate, info.rate, C * S, quality)
         keep = ExactLength(C * S)
         streamer = make_streamer()
-        prog = stack.enter_context(_closing(Progress(inp.display, info.duration, progress)))
+        prog = stack.enter_context(Progress(inp.display, info.duration, progress))
         n_in = 0
 
         def write(z: np.ndarray):
@@ -217,25 +221,12 @@ def stream_file(inp: Input, outs: list[str], mode: str, model, make_streamer: Ca
     return stats
 
 
-class _closing:
-    def __init__(self, p):
-        self.p = p
-
-    def __enter__(self):
-        return self.p
-
-    def __exit__(self, *exc):
-        self.p.close()
-
-
-def _prepare(inputs, model, name: str, device: str, threads: Optional[int]):
+def _prepare(model, name: str, device: str, threads: Optional[int]):
     setup_torch(threads)
     device = resolve_device(device)
     if model is None:
         model = load_model(name, device)
-    if inputs and all(isinstance(i, str) for i in inputs):
-        inputs = expand_inputs(inputs)
-    return inputs, model, device
+    return model, device
 
 
 def run_enhance(inputs: Sequence[str | Input], output: Optional[str] = None, model=None, *,
@@ -246,8 +237,7 @@ def run_enhance(inputs: Sequence[str | Input], output: Optional[str] = None, mod
     """Enhance each input; `atten_lim_db`/`wet` go to `model.make_streamer` when given."""
     if wet is not None and not 0.0 <= wet <= 1.0:
         raise UsageError("--mix must be between 0 and 1")
-    inputs, model, device = _prepare(inputs, model, "enhancer-tiny" if tiny else "enhancer",
-                                     device, threads)
+    model, device = _prepare(model, "enhancer-tiny" if tiny else "enhancer", device, threads)
     kw = {k: v for k, v in (("atten_lim_db", atten_lim_db), ("wet", wet)) if v is not None}
 
     def process(inp, outs, mode):
@@ -261,7 +251,7 @@ def run_separate(inputs: Sequence[str | Input], output: Optional[str] = None, mo
                  subtype: Optional[str] = None, clip: str = "clamp", progress: bool = False,
                  block: int = BLOCK, **batch) -> list[FileReport]:
     """Separate each input into `model.n_sources` speakers (see module doc for channels)."""
-    inputs, model, device = _prepare(inputs, model, "separator", device, threads)
+    model, device = _prepare(model, "separator", device, threads)
 
     def process(inp, outs, mode):
         return stream_file(inp, outs, mode, model, lambda: model.make_streamer(device),

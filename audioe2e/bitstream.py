@@ -39,6 +39,13 @@ END payload (16 bytes): n_samples u64 (exact length at orig_rate), total_frames 
 ends right after the END packet. The writer emits full packets of ``frames_per_packet`` frames;
 only the last DATA packet may be shorter.
 
+Overhead: header ~270 bytes (~350 with priors_sha256); ~11 bytes per packet
+(2 + 1 + 2 + 1-2 + 1-2 + 4), i.e. ~180 bit/s at 50 frames/s and 25 frames per packet. The priors are not in the file: the reader
+gets them from the model (``priors_for_header``) and checks them against ``priors_sha256``.
+
+Errors are ``BitstreamError`` (a ValueError) subclasses: NotAe2Error, UnsupportedVersionError,
+HeaderError, TruncatedError, CorruptPacketError, MissingPacketError, PriorMismatchError.
+
 Concealment (``Ae2Reader(conceal=True)``): a packet that fails (bad sync, bad length, CRC)
 is skipped by scanning for the next sync marker that starts a packet with a valid CRC and a
 later sequence number; each lost packet is replaced by ``FILL`` (-1) codes: ``frames_per_packet``
@@ -48,7 +55,6 @@ count stays exact. Lost packets are counted in ``.concealed``; a missing END set
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 import struct
@@ -384,7 +390,7 @@ class Ae2Reader:
             raise HeaderError("header CRC mismatch")
         try:
             h = json.loads(body[5:].decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as e:
+        except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
             raise HeaderError(f"invalid header: not UTF-8 JSON ({e})") from None
         b.pos = 13 + n
         return validate_header(h)

@@ -69,7 +69,7 @@ def print_file_line(r: FileReport, quiet: bool):
 def print_summary(reports: list[FileReport], quiet: bool):
     """A closing line for batches; always names the failed files."""
     failed = [r.input for r in reports if r.status == "failed"]
-    if len(reports) <= 1 and not failed:
+    if len(reports) <= 1:
         return
     ok = sum(r.status == "ok" for r in reports)
     skipped = sum(r.status == "skipped" for r in reports)
@@ -117,3 +117,9 @@ class Progress:
         if self._p is not None:
             self._p.stop()
             self._p = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -215,3 +215,50 @@ class DryWetStreamer:
 
     def flush(self) -> torch.Tensor:
         return self._mix(self.inner.flush())
+
+
+class ContextStreamer:
+    """Streams a causal network with a finite receptive field by recomputation.
+
+    `fn` maps `[..., (context + n)·unit_in]` → `[..., (context + n)·unit_out]`; each call runs
+    it on the last `context` input units (zeros at the start) plus the new whole units and
+    keeps the outputs of the new units. Equal to one whole-signal run that starts with
+    `context` zero units, provided the receptive field fits in `context` units (the codec
+    defines its whole-signal paths that way). `pad_last`: flush zero-pads a final partial
+    unit (encoder); otherwise leftover input is an error.
+    Used for the codec, whose encoder maps samples → code frames and decoder latents →
+    samples, so `unit_in`/`unit_out` differ."""
+
+    def __init__(self, fn, unit_in: int, unit_out: int, context: int, pad_last: bool = False):
+        self.fn, self.unit_in, self.unit_out, self.context = fn, unit_in, unit_out, context
+        self.pad_last = pad_last
+        self.latency = unit_in
+        self.ctx: Optional[torch.Tensor] = None
+        self.pending: Optional[torch.Tensor] = None
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        if self.ctx is None:
+            self.ctx = x.new_zeros(*x.shape[:-1], self.context * self.unit_in)
+        window = torch.cat([self.ctx, x], -1)
+        with torch.inference_mode():
+            y = self.fn(window)
+        self.ctx = window[..., window.shape[-1] - self.context * self.unit_in:]
+        return y[..., self.context * self.unit_out:]
+
+    def feed(self, x: torch.Tensor) -> torch.Tensor:
+        x = x if self.pending is None else torch.cat([self.pending, x], -1)
+        n = (x.shape[-1] // self.unit_in) * self.unit_in
+        self.pending = x[..., n:]
+        if n == 0:
+            return torch.zeros(0)
+        return self._run(x[..., :n])
+
+    def flush(self) -> torch.Tensor:
+        if self.pending is None or self.pending.shape[-1] == 0:
+            return torch.zeros(0)
+        if not self.pad_last:
+            raise ValueError("stream ended inside a unit")
+        pad = self.unit_in - self.pending.shape[-1]
+        x = torch.cat([self.pending, self.pending.new_zeros(*self.pending.shape[:-1], pad)], -1)
+        self.pending = None
+        return self._run(x)

@@ -99,6 +99,7 @@ class _FrameCoder:
     def feed(self, x: torch.Tensor) -> torch.Tensor:
         if self.decode:  # codes [n_q, F] -> [1, F*hop]
             levels = x[0].float() / (self.c.codebook_size - 1) * 2 - 1
+            levels[x[0] < 0] = 0.0  # concealed frames (bitstream.FILL): silence
             return levels.repeat_interleave(self.c.hop)[None]
         self.pending = torch.cat([self.pending, x], dim=-1)
         F = self.pending.shape[-1] // self.c.hop

@@ -194,6 +194,28 @@ def test_single_bit_flip_detected(entropy, where, bit):
         decode(bytes(bad), priors)
 
 
+@pytest.mark.parametrize("entropy", [False, True])
+def test_every_bit_flip_in_packets_detected(entropy):
+    data, priors, _ = small_file(entropy)
+    for i in range(packet_spans(data)[0][0], len(data)):
+        for bit in range(8):
+            bad = bytearray(data)
+            bad[i] ^= 1 << bit
+            with pytest.raises(BitstreamError):
+                decode(bytes(bad), priors)
+            try:  # conceal mode: never another exception type
+                decode(bytes(bad), priors, conceal=True)
+            except BitstreamError:
+                pass
+
+
+def test_deeply_nested_header_json():
+    js = b"[" * 30000 + b"]" * 30000
+    body = b"\x01" + struct.pack("<I", len(js)) + js
+    with pytest.raises(HeaderError):
+        decode(MAGIC + body + struct.pack("<I", zlib.crc32(body)))
+
+
 @settings(max_examples=100, deadline=None)
 @given(junk=st.binary(max_size=300), entropy=st.booleans())
 def test_random_bytes_after_magic(junk, entropy):
@@ -361,3 +383,35 @@ def test_pack_codes_strict():
         unpack_codes(b"\x00\x00\x01", 2, 3, 8)
     with pytest.raises(BitstreamError, match="expected"):
         unpack_codes(b"\x00", 2, 3, 8)
+
+
+@settings(max_examples=60, deadline=None)
+@given(entropy=st.booleans(), hits=st.lists(st.tuples(st.floats(0.1, 1, exclude_max=True),
+                                                      st.integers(0, 255)), min_size=1, max_size=4))
+def test_conceal_never_crashes(entropy, hits):
+    data, priors, codes = small_file(entropy)
+    bad = bytearray(data)
+    for where, val in hits:
+        bad[int(where * len(data))] = val
+    try:
+        out, r = decode(bytes(bad), priors, conceal=True)
+    except BitstreamError:
+        return  # header damaged: nothing to conceal
+    assert out.shape[0] == 2 and r.n_samples is not None
+    good = out[:, :min(out.shape[1], 30)]
+    assert np.all((good == FILL) | (good == codes[:, :good.shape[1]]))
+
+
+def test_large_file_streams_with_bounded_buffer():
+    """> 64 KiB so consumed bytes are discarded; corruption in the middle is concealed."""
+    codes = np.random.default_rng(9).integers(0, 65536, (8, 5000))
+    data = encode(codes, 65536, None, fpp=100)
+    info = read_info(io.BytesIO(data))
+    assert info["file_bytes"] == len(data) and info["packets"] == 50
+    bad = bytearray(data)
+    bad[len(data) // 2] ^= 0xFF
+    out, r = decode(bytes(bad), conceal=True)
+    assert r.concealed == 1 and out.shape == codes.shape
+    assert r.buf.offset > 0 and len(r.buf.data) < 3 * 65536
+    assert np.array_equal(out[:, out[0] != FILL], codes[:, out[0] != FILL])
+    assert (out[0] == FILL).sum() == 100

@@ -87,6 +87,7 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
     dev = torch.device(device)
     batch = batch or recipe.batch
     seconds = seconds or recipe.seconds
+    torch.manual_seed(seed)  # same initial weights for the same seed (resume overrides them)
     model = build_model(dict(recipe.config)).to(dev)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr or recipe.lr)
     step, elapsed, best = 0, 0.0, None

@@ -1,0 +1,176 @@
+"""The peers audioe2e is measured against, each as a plain numpy function on `[T]` float32.
+
+Enhancement: RNNoise (`pyrnnoise`, low-level frame API at 48 kHz: its file API is broken),
+spectral gating (`noisereduce`, non-stationary and stationary), oracle ideal ratio / binary
+masks (upper bounds of any STFT masker, from the known clean speech and noise). Separation:
+the same oracle masks per speaker. Codecs: Opus (`opusenc`/`opusdec`, Debian opus-tools) and
+Codec 2 (`c2enc`/`c2dec`, Debian codec2, 8 kHz raw s16), run as subprocesses on temp files;
+they return the decoded signal (same length as the input, delay removed) and the encoded
+file's size in bytes, so the bitrate is the true one, container overhead included.
+A missing package or binary raises `PeerUnavailable` with the reason; `status()` lists them.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+
+import numpy as np
+
+from ..metrics import resample
+
+RNNOISE_RATE, RNNOISE_FRAME = 48000, 480
+RNNOISE_DELAY = 480      # samples at 48 kHz between input and output (one 10 ms frame; measured)
+N_FFT, HOP = 512, 128    # oracle masks' STFT
+
+
+class PeerUnavailable(RuntimeError):
+    """A peer's package or binary is missing here."""
+
+
+def status() -> dict[str, str | None]:
+    """Peer name → None if usable, else the reason it is not."""
+    out: dict[str, str | None] = {}
+    for name, mod in (("rnnoise", "pyrnnoise"), ("noisereduce", "noisereduce")):
+        try:
+            __import__(mod)
+            out[name] = None
+        except Exception as e:
+            out[name] = f"{mod} not installed ({type(e).__name__}); pip install {mod}"
+    for name, bins, pkg in (("opus", ("opusenc", "opusdec"), "opus-tools"),
+                            ("codec2", ("c2enc", "c2dec"), "codec2")):
+        miss = [b for b in bins if shutil.which(b) is None]
+        out[name] = f"{', '.join(miss)} not found (apt-get install {pkg})" if miss else None
+    return out
+
+
+def _need(name: str) -> None:
+    reason = status()[name]
+    if reason:
+        raise PeerUnavailable(reason)
+
+
+# ----------------------------------------------------------------------------- enhancement
+def rnnoise(x: np.ndarray, rate: int = 16000) -> np.ndarray:
+    """RNNoise (Valin 2018) through pyrnnoise's frame API: resample to 48 kHz, int16 scale,
+    10 ms frames, one state per call; the output is shifted back by its delay."""
+    try:
+        from pyrnnoise import rnnoise as rn
+    except Exception as e:
+        raise PeerUnavailable(f"pyrnnoise not installed ({e})") from None
+    y48 = resample(x, rate, RNNOISE_RATE)
+    n = len(y48)
+    pad = (-(n + RNNOISE_DELAY)) % RNNOISE_FRAME + RNNOISE_DELAY
+    s = np.clip(np.pad(y48, (0, pad)) * 32768.0, -32768, 32767).astype(np.int16)
+    st = rn.create()
+    try:
+        out = np.concatenate([rn.process_mono_frame(st, s[i:i + RNNOISE_FRAME])[0]
+                              for i in range(0, len(s), RNNOISE_FRAME)])
+    finally:
+        rn.destroy(st)
+    y = out[RNNOISE_DELAY:RNNOISE_DELAY + n].astype(np.float32) / 32768.0
+    return _fit(resample(y, RNNOISE_RATE, rate), len(x))
+
+
+def spectral_gating(x: np.ndarray, rate: int = 16000, stationary: bool = False) -> np.ndarray:
+    """noisereduce (Sainburg 2020) with its defaults; non-stationary gating by default."""
+    try:
+        import noisereduce as nr
+    except Exception as e:
+        raise PeerUnavailable(f"noisereduce not installed ({e})") from None
+    y = nr.reduce_noise(y=np.asarray(x, np.float32), sr=rate, stationary=stationary, n_jobs=1)
+    return _fit(np.asarray(y, np.float32), len(x))
+
+
+def _stft(x):
+    import torch
+    w = torch.hann_window(N_FFT, dtype=torch.float64)
+    return torch.stft(torch.as_tensor(np.asarray(x, np.float64)), N_FFT, HOP, window=w,
+                      return_complex=True)
+
+
+def _istft(X, n):
+    import torch
+    w = torch.hann_window(N_FFT, dtype=torch.float64)
+    return torch.istft(X, N_FFT, HOP, window=w, length=n).numpy().astype(np.float32)
+
+
+def oracle_masks(mix: np.ndarray, sources: np.ndarray, kind: str = "irm") -> np.ndarray:
+    """Apply ideal masks to the mixture's STFT (512/128, Hann). `sources` `[S, T]` are the
+    wanted signals; whatever of `mix` they do not explain is the noise. IRM: sqrt of the
+    power ratio |S_i|² / (Σ|S_j|² + |N|²); IBM: 1 where source i dominates every other
+    component (0 dB local criterion). Returns the estimates `[S, T]`."""
+    sources = np.atleast_2d(np.asarray(sources, np.float64))
+    noise = np.asarray(mix, np.float64) - sources.sum(0)
+    M = _stft(mix)
+    P = np.stack([np.abs(_stft(s).numpy()) ** 2 for s in sources])    # [S, F, K]
+    Pn = np.abs(_stft(noise).numpy()) ** 2
+    if kind == "irm":
+        masks = np.sqrt(P / (P.sum(0) + Pn + 1e-12))
+    elif kind == "ibm":
+        allp = np.concatenate([P, Pn[None]])
+        masks = np.stack([(P[i] > np.delete(allp, i, 0).max(0)).astype(np.float64)
+                          for i in range(len(P))])
+    else:
+        raise ValueError(f"unknown oracle mask '{kind}' (irm, ibm)")
+    import torch
+    return np.stack([_istft(M * torch.from_numpy(m), len(mix)) for m in masks])
+
+
+# ----------------------------------------------------------------------------- codecs
+def _run(cmd: list[str]) -> None:
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if r.returncode:
+        raise RuntimeError(f"{cmd[0]} failed ({r.returncode}): {r.stderr.decode(errors='replace')[-300:]}")
+
+
+def _fit(y: np.ndarray, n: int) -> np.ndarray:
+    return np.pad(y, (0, max(0, n - len(y))))[:n].astype(np.float32)
+
+
+def opus(x: np.ndarray, rate: int, kbps: float) -> tuple[np.ndarray, int]:
+    """Opus via `opusenc --bitrate kbps` (VBR, default complexity 10, 20 ms frames) and
+    `opusdec --rate rate`; opusdec removes the pre-skip and trims to the granule position,
+    so the output lines up with the input. Returns (decoded [T], .opus file bytes)."""
+    _need("opus")
+    import soundfile as sf
+    with tempfile.TemporaryDirectory(prefix="ae2bench") as d:
+        src, enc, dec = (os.path.join(d, f) for f in ("in.wav", "x.opus", "out.wav"))
+        sf.write(src, np.clip(x, -1, 1), rate, subtype="PCM_16")
+        _run(["opusenc", "--quiet", "--bitrate", f"{kbps:g}", src, enc])
+        _run(["opusdec", "--quiet", "--rate", str(rate), enc, dec])
+        y, r = sf.read(dec, dtype="float32", always_2d=True)
+        return _fit(resample(y.mean(1), r, rate), len(x)), os.path.getsize(enc)
+
+
+CODEC2_DELAY = 0  # c2dec output vs input at 8 kHz; see align() for the per-file estimate
+
+
+def codec2(x: np.ndarray, rate: int, bps: int) -> tuple[np.ndarray, int]:
+    """Codec 2 at `bps` (3200, 2400, 1600, ...): resample to 8 kHz, raw s16, c2enc/c2dec,
+    back to `rate`. Returns (decoded [T], .c2 file bytes)."""
+    _need("codec2")
+    with tempfile.TemporaryDirectory(prefix="ae2bench") as d:
+        src, enc, dec = (os.path.join(d, f) for f in ("in.raw", "x.c2", "out.raw"))
+        x8 = resample(x, rate, 8000)
+        np.clip(x8 * 32768.0, -32768, 32767).astype("<i2").tofile(src)
+        _run(["c2enc", str(bps), src, enc])
+        _run(["c2dec", str(bps), enc, dec])
+        y8 = np.fromfile(dec, "<i2").astype(np.float32) / 32768.0
+        return _fit(resample(y8, 8000, rate), len(x)), os.path.getsize(enc)
+
+
+def align(y: np.ndarray, x: np.ndarray, max_lag: int = 800) -> tuple[np.ndarray, int]:
+    """Shift `y` so it best lines up with `x` (cross-correlation peak within ±max_lag
+    samples); returns (shifted y, lag) with lag > 0 meaning y was late."""
+    n = len(x)
+    size = 1 << int(np.ceil(np.log2(2 * n)))
+    c = np.fft.irfft(np.fft.rfft(y, size) * np.conj(np.fft.rfft(x, size)), size)
+    lags = np.concatenate([np.arange(0, max_lag + 1), np.arange(-max_lag, 0)])
+    lag = int(lags[np.argmax(c[lags])])
+    if lag > 0:
+        y = np.concatenate([y[lag:], np.zeros(lag, y.dtype)])
+    elif lag < 0:
+        y = np.concatenate([np.zeros(-lag, y.dtype), y[:lag]])
+    return y, lag

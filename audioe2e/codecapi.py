@@ -1,0 +1,190 @@
+"""File-level `encode`/`decode`/`info` for the neural codec and the `.ae2` container.
+
+Encode: read blocks, downmix to mono (the codec is mono; the original channel count, rate
+and subtype go into the header), resample to the codec rate, feed the encoder, write code
+packets as they come, and record the exact input length at the end. Decode: read packets,
+feed the decoder, resample back to the original rate, upmix to the original channels (every
+channel gets the decoded mono signal) and cut to the exact length stored in the file. Both
+stream, so `... | audioe2e encode - -o - | audioe2e decode - -o - | ...` works on pipes.
+
+Codec contract: `sample_rate`, `hop`, `codebook_size`, `bitrate_to_nq(kbps)`,
+`priors(n_q) -> list[StaticPrior] | None`, `make_encoder(n_q, device)` (feed `[1, T]` ->
+`[n_q, F]` int codes), `make_decoder(n_q, device)` (feed `[n_q, F]` -> `[1, T']`, aligned with
+the encoder input), `model_name`, `weights_sha256`.
+"""
+from __future__ import annotations
+
+import math
+import sys
+from contextlib import ExitStack
+from itertools import chain
+from typing import Optional, Sequence
+
+import numpy as np
+
+from .api import _prepare, run_batch
+from .audio import BLOCK, AtomicFile, AudioError, AudioWriter, open_reader, output_subtype
+from .inputs import CODE_EXTS, Input
+from .report import FileReport, Progress
+from .resample import ExactLength, Resampler
+
+DEFAULT_KBPS = 3.0
+
+
+def _np(c) -> np.ndarray:
+    return c.detach().cpu().numpy() if hasattr(c, "detach") else np.asarray(c)
+
+
+def _binary_out(dest: str, stack: ExitStack):
+    """stdout, or an AtomicFile committed when the stack closes without error."""
+    if dest == "-":
+        return sys.stdout.buffer, None
+    af = AtomicFile(dest)
+    stack.push(lambda et, e, tb: af.abort() if et is not None else af.commit())
+    return af.f, af
+
+
+def encode_stream(inp: Input, dest: str, codec, n_q: int, device: str, *, progress: bool = False,
+                  block: int = BLOCK, quality: str = "HQ") -> dict:
+    import torch
+
+    from .bitstream import Ae2Writer
+
+    with open_reader(inp.path, block) as reader, ExitStack() as stack:
+        info = reader.info
+        blocks = reader.blocks()
+        first = next(blocks, None)
+        if first is None:
+            raise AudioError("zero-length audio")
+        f, _ = _binary_out(dest, stack)
+        K = int(codec.codebook_size)
+        nominal = n_q * math.ceil(math.log2(max(K, 2))) * codec.sample_rate / codec.hop / 1000
+        header = dict(model=str(codec.model_name), model_sha256=str(codec.weights_sha256),
+                      model_rate=int(codec.sample_rate), orig_rate=int(info.rate),
+                      channels=int(info.channels), frame_size=int(codec.hop), n_q=int(n_q),
+                      codebook_size=K, bitrate_kbps=round(nominal, 4),
+                      subtype=output_subtype(info.subtype))
+        writer = Ae2Writer(f, header, codec.priors(n_q))
+        enc = codec.make_encoder(n_q, device)
+        up = Resampler(info.rate, codec.sample_rate, 1, quality)
+        prog = stack.enter_context(Progress(inp.display, info.duration, progress))
+        n_in = 0
+
+        def feed(x: np.ndarray):
+            if x.shape[-1]:
+                writer.write(_np(enc.feed(torch.from_numpy(np.ascontiguousarray(x)))))
+
+        for blk in chain([first], blocks):
+            n_in += blk.shape[-1]
+            feed(up.process(blk.mean(axis=0, keepdims=True) if blk.shape[0] > 1 else blk))
+            prog.update(n_in / info.rate)
+        feed(up.flush())
+        writer.write(_np(enc.flush()))
+        writer.close(n_in)
+    dur = n_in / info.rate
+    return {"duration_s": dur, "bytes": writer.bytes_written, "n_q": n_q,
+            "nominal_kbps": header["bitrate_kbps"],
+            "bitrate_kbps": round(writer.bytes_written * 8 / dur / 1000, 4)}
+
+
+def decode_stream(inp: Input, dest: str, codec, device: str, *, conceal: bool = False,
+                  subtype: Optional[str] = None, clip: str = "clamp", progress: bool = False,
+                  quality: str = "HQ") -> dict:
+    import torch
+
+    from .bitstream import Ae2Reader, BitstreamError
+
+    with ExitStack() as stack:
+        f = sys.stdin.buffer if inp.path == "-" else stack.enter_context(open(inp.path, "rb"))
+        reader = Ae2Reader(f, lambda h: codec.priors(h["n_q"]), conceal=conceal)
+        h = reader.header
+        if h["model_sha256"] != str(codec.weights_sha256) or h["model_rate"] != codec.sample_rate:
+            raise BitstreamError(f"encoded with model {h['model']} ({h['model_sha256'][:12]}), "
+                                 f"not the installed {codec.model_name} "
+                                 f"({str(codec.weights_sha256)[:12]})")
+        rate, C, hop = h["orig_rate"], h["channels"], h["frame_size"]
+        st = output_subtype(h.get("subtype", "PCM_16"), subtype)
+        writer = stack.enter_context(AudioWriter(dest, rate, C, st, clip))
+        dec = codec.make_decoder(h["n_q"], device)
+        down = Resampler(h["model_rate"], rate, 1, quality)
+        # The true length arrives last: hold back enough for the last frame's padding.
+        keep = ExactLength(1, holdback=math.ceil(2 * hop * rate / h["model_rate"]) + 64)
+        prog = stack.enter_context(Progress(inp.display, None, progress))
+        frames = 0
+
+        def write(z: np.ndarray):
+            if z.shape[-1]:
+                writer.write(np.repeat(z, C, axis=0) if C > 1 else z)
+
+        def out(y):
+            y = _np(y).astype(np.float32).reshape(1, -1)
+            write(keep.push(down.process(y)))
+
+        for codes in reader:
+            frames += codes.shape[-1]
+            out(dec.feed(torch.from_numpy(np.ascontiguousarray(codes))))
+            prog.update(frames * hop / h["model_rate"])
+        out(dec.flush())
+        write(keep.push(down.flush()))
+        n = reader.n_samples if reader.n_samples is not None else keep.emitted + keep.buf.shape[-1]
+        if keep.emitted > n:
+            raise BitstreamError(f"decoded audio is longer than the {n} samples the file records")
+        write(keep.finish(n))
+    return {"duration_s": n / rate, "clipped": writer.clipped, "sample_rate": rate,
+            "channels": C, "subtype": st, "concealed": reader.concealed,
+            "truncated": reader.truncated}
+
+
+def run_encode(inputs: Sequence[str | Input], output: Optional[str] = None, codec=None, *,
+               bitrate: float = DEFAULT_KBPS, device: str = "cpu",
+               threads: Optional[int] = None, progress: bool = False, block: int = BLOCK,
+               **batch) -> list[FileReport]:
+    """Encode each audio input to `.ae2` at about `bitrate` kbit/s (before entropy coding)."""
+    codec, device = _prepare(codec, "codec", device, threads)
+    n_q = int(codec.bitrate_to_nq(bitrate))
+
+    def process(inp, outs, mode):
+        return encode_stream(inp, outs[0], codec, n_q, device, progress=progress, block=block)
+    return run_batch("encode", inputs, output, process, **batch)
+
+
+def run_decode(inputs: Sequence[str | Input], output: Optional[str] = None, codec=None, *,
+               conceal: bool = False, device: str = "cpu", threads: Optional[int] = None,
+               subtype: Optional[str] = None, clip: str = "clamp", progress: bool = False,
+               **batch) -> list[FileReport]:
+    """Decode each `.ae2` input to WAV at its original rate, channels and exact length."""
+    codec, device = _prepare(codec, "codec", device, threads)
+
+    def process(inp, outs, mode):
+        return decode_stream(inp, outs[0], codec, device, conceal=conceal, subtype=subtype,
+                             clip=clip, progress=progress)
+    return run_batch("decode", inputs, output, process, exts=CODE_EXTS, **batch)
+
+
+def encode_file(src: str, dst: str, codec=None, **kw) -> FileReport:
+    from .api import _single
+    return _single(run_encode([src], dst, codec, **kw))
+
+
+def decode_file(src: str, dst: str, codec=None, **kw) -> FileReport:
+    from .api import _single
+    return _single(run_decode([src], dst, codec, **kw))
+
+
+def file_info(path: str) -> dict:
+    """`.ae2` header and totals (bitstream.read_info), or an audio file's format."""
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    from .bitstream import MAGIC, read_info
+    if magic == MAGIC or path.endswith(".ae2"):
+        info = read_info(path)
+        info["actual_bitrate_kbps"] = info.pop("bitrate_kbps")  # header has bitrate_kbps
+        return {"file": path, "kind": "ae2", **info}
+    import soundfile as sf
+    try:
+        i = sf.info(path)
+    except (sf.LibsndfileError, RuntimeError) as e:
+        raise AudioError(f"not an .ae2 or audio file ({str(e).split(':')[-1].strip()})") from None
+    return {"file": path, "kind": "audio", "format": i.format, "subtype": i.subtype,
+            "sample_rate": i.samplerate, "channels": i.channels, "frames": i.frames,
+            "duration_s": i.frames / i.samplerate if i.samplerate else None}

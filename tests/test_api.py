@@ -1,0 +1,227 @@
+"""File-level verbs: streaming drivers, rate/length preservation, naming, errors, codec."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from conftest import read, tones, write_wav
+
+from audioe2e import api
+from audioe2e.codecapi import run_decode, run_encode
+from audioe2e.inputs import Input, UsageError, expand_inputs, plan_outputs
+from audioe2e.testing import FakeEnhancer, FakeSeparator
+
+BLOCKINGS = [1, 17, 1000, None]
+
+
+def stream(streamer, x: torch.Tensor, block):
+    block = block or x.shape[-1]
+    parts = [streamer.feed(x[..., i:i + block]) for i in range(0, x.shape[-1], block)]
+    parts.append(streamer.flush())
+    return torch.cat([p for p in parts if p.numel()], dim=-1)
+
+
+def test_stateful_streamer_chunk_independent():
+    taps = (0.5, -0.3, 0.2, 0.1)
+    model = FakeEnhancer(taps=taps, hop=160, delay=80)
+    x = torch.from_numpy(tones(3000, 16000, 2))
+    ref = np.stack([np.convolve(c, taps)[:3000] for c in x.numpy()])  # the delay is hidden
+    for block in BLOCKINGS:
+        y = stream(model.make_streamer("cpu"), x, block)
+        assert y.shape == x.shape
+        np.testing.assert_allclose(y.numpy(), ref, atol=1e-5)
+
+
+def test_overlap_add_separator_chunk_independent_and_aligned():
+    sep = FakeSeparator(chunk=1024, overlap=256)
+    rng = np.random.default_rng(1)
+    x = torch.from_numpy(rng.standard_normal((1, 5000)).astype(np.float32) * 0.1)
+    outs = [stream(sep.make_streamer("cpu"), x, b) for b in BLOCKINGS]
+    for y in outs:
+        assert y.shape == (1, 2, 5000)
+        np.testing.assert_allclose(y.numpy(), outs[-1].numpy(), atol=1e-5)
+    y = outs[-1][0].numpy()
+    np.testing.assert_allclose(y.sum(0), x[0].numpy(), atol=1e-5)  # sources add up to the mix
+    low = np.convolve(x[0].numpy(), np.ones(9) / 9, mode="same")
+    # without speaker alignment the windows with a positive sum would swap the sources
+    k = int(np.argmax([np.corrcoef(y[s, 300:-300], low[300:-300])[0, 1] for s in range(2)]))
+    assert np.corrcoef(y[k, 300:-300], low[300:-300])[0, 1] > 0.99
+
+
+@pytest.fixture(scope="module")
+def formats_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("formats")
+    for rate in (8000, 16000, 22050, 44100, 48000):
+        for ch in (1, 2):
+            for st in ("PCM_16", "PCM_24", "FLOAT"):
+                write_wav(d / f"r{rate}_c{ch}_{st}.wav", tones(int(0.3 * rate) + 7, rate, ch), rate, st)
+    return d
+
+
+def test_rate_length_channels_subtype_preserved(formats_dir, tmp_path):
+    reports = api.run_enhance([str(formats_dir)], str(tmp_path / "out"), FakeEnhancer())
+    assert len(reports) == 30 and all(r.status == "ok" for r in reports)
+    for r in reports:
+        i, o = sf.info(r.input), sf.info(r.outputs[0])
+        assert (o.samplerate, o.channels, o.frames, o.subtype) == \
+            (i.samplerate, i.channels, i.frames, i.subtype), r.input
+        x, _ = read(r.input)
+        y, _ = read(r.outputs[0])
+        mid = slice(i.samplerate // 20, -i.samplerate // 20)
+        assert np.abs(x[:, mid] - y[:, mid]).max() < 2e-3, r.input
+        if i.samplerate == 16000:  # no resampling: identity model is bit-exact
+            np.testing.assert_array_equal(x, y)
+
+
+def test_separate_to_dir_and_single_file(wav, tmp_path):
+    src = wav("mix.wav", rate=8000, channels=2)
+    r = api.run_separate([src], str(tmp_path / "sep"), FakeSeparator())[0]
+    assert r.outputs == [str(tmp_path / "sep" / "mix_s1.wav"), str(tmp_path / "sep" / "mix_s2.wav")]
+    x, _ = read(src)
+    ys = [read(o)[0] for o in r.outputs]
+    assert all(y.shape == x.shape for y in ys)
+    mid = slice(400, -400)
+    assert np.abs(ys[0][:, mid] + ys[1][:, mid] - x[:, mid]).max() < 2e-3
+    r = api.run_separate([src], str(tmp_path / "both.wav"), FakeSeparator())[0]
+    y, rate = read(tmp_path / "both.wav")
+    assert rate == 8000 and y.shape == (2, x.shape[1])  # mono mix -> one channel per speaker
+    assert np.abs(y[:, mid].sum(0) - x[:, mid].mean(0)).max() < 2e-3
+
+
+def test_naming_contract(tmp_path, wav):
+    a, b = wav("a.wav"), wav("sub/b.flac")
+    ins = expand_inputs([str(tmp_path)])
+    assert [i.path for i in ins] == [a, str(tmp_path / "sub" / "b.flac")] or \
+        [i.path for i in ins] == [a, b]
+    out = str(tmp_path / "o")
+    assert plan_outputs(ins, out, "enhance")[1] == [[f"{out}/a.wav"], [f"{out}/sub/b.wav"]]
+    assert plan_outputs(ins, out, "encode")[1][0] == [f"{out}/a.ae2"]
+    assert plan_outputs(ins, out, "separate")[1][0] == [f"{out}/a_s1.wav", f"{out}/a_s2.wav"]
+    assert plan_outputs(ins, out, "separate", "{stem}_spk{n}.wav")[1][0] == \
+        [f"{out}/a_spk1.wav", f"{out}/a_spk2.wav"]
+    one = [Input(a)]
+    assert plan_outputs(one, "x/y.wav", "enhance") == ("file", [["x/y.wav"]])
+    assert plan_outputs(one, "-", "separate") == ("stdout", [["-"]])
+    assert plan_outputs(one, "newdir", "enhance") == ("dir", [["newdir/a.wav"]])
+    assert plan_outputs(one, None, "enhance")[1] == [[str(tmp_path / "a_enhanced.wav")]]
+    assert plan_outputs(one, None, "separate")[1] == [[str(tmp_path / "a_s1.wav"),
+                                                       str(tmp_path / "a_s2.wav")]]
+    assert plan_outputs(one, None, "decode")[1] == [[str(tmp_path / "a_decoded.wav")]]
+    assert plan_outputs([Input("-")], None, "enhance") == ("stdout", [["-"]])
+    with pytest.raises(UsageError, match="exactly one"):
+        plan_outputs(ins, "-", "enhance")
+    with pytest.raises(UsageError, match=r"\{n\}"):
+        plan_outputs(ins, out, "separate", "{stem}.wav")
+    with pytest.raises(UsageError, match="template"):
+        plan_outputs(ins, out, "enhance", "{nope}.wav")
+    with pytest.raises(UsageError):
+        expand_inputs(["-", "-"])
+
+
+def test_globs_and_bad_arguments(tmp_path, wav):
+    wav("g1.wav"), wav("g2.wav")
+    (tmp_path / "empty").mkdir()
+    ins = expand_inputs([str(tmp_path / "g*.wav"), str(tmp_path / "empty"),
+                         str(tmp_path / "nope.wav"), str(tmp_path / "z*.wav")])
+    assert [i.error for i in ins] == [None, None, f"no audio files in {tmp_path / 'empty'}",
+                                      "no such file", "no audio files match this pattern"]
+    assert all(i.from_dir for i in ins[:2])
+
+
+def test_errors_batch_goes_on(tmp_path, wav):
+    good = wav("good.wav")
+    (tmp_path / "corrupt.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunkjunkjunk")
+    write_wav(tmp_path / "zero.wav", np.zeros((1, 0), np.float32), 16000)
+    (tmp_path / "notes.txt").write_text("not audio")
+    args = [good, str(tmp_path / "missing.wav"), str(tmp_path / "corrupt.wav"),
+            str(tmp_path / "zero.wav"), str(tmp_path / "notes.txt")]
+    reps = api.run_enhance(args, str(tmp_path / "out"), FakeEnhancer())
+    assert [r.status for r in reps] == ["ok"] + ["failed"] * 4
+    assert "no such file" in reps[1].error and "zero-length" in reps[3].error
+    assert all("\n" not in r.error for r in reps[1:])
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.wav"]
+
+
+def test_existing_outputs_force_skip(tmp_path, wav):
+    src = wav("a.wav")
+    out = tmp_path / "o"
+    assert api.run_enhance([src], str(out), FakeEnhancer())[0].status == "ok"
+    before = (out / "a.wav").stat().st_mtime_ns
+    r = api.run_enhance([src], str(out), FakeEnhancer())[0]
+    assert r.status == "failed" and "exists" in r.error
+    assert api.run_enhance([src], str(out), FakeEnhancer(), skip_existing=True)[0].status == "skipped"
+    assert (out / "a.wav").stat().st_mtime_ns == before
+    assert api.run_enhance([src], str(out), FakeEnhancer(), force=True)[0].status == "ok"
+    assert sorted(p.name for p in out.iterdir()) == ["a.wav"]  # no temp files left
+
+
+def test_unwritable_output_and_collisions(tmp_path, wav):
+    src = wav("a.wav")
+    (tmp_path / "afile").write_text("x")
+    r = api.run_enhance([src], str(tmp_path / "afile" / "sub") + "/", FakeEnhancer())[0]
+    assert r.status == "failed" and r.error
+    wav("d2/a.wav")
+    reps = api.run_enhance([src, str(tmp_path / "d2" / "a.wav")], str(tmp_path / "o"), FakeEnhancer())
+    assert [r.status for r in reps] == ["ok", "failed"] and "also the output" in reps[1].error
+
+
+def test_failure_midway_leaves_nothing(tmp_path, wav):
+    class Boom(FakeEnhancer):
+        def make_streamer(self, device="cpu", **kw):
+            raise RuntimeError("model exploded")
+    r = api.run_separate([wav("a.wav")], str(tmp_path / "o"), type("S", (FakeSeparator,), {
+        "make_streamer": lambda self, device="cpu": (_ for _ in ()).throw(OSError("disk full"))})())[0]
+    assert r.status == "failed" and "disk full" in r.error
+    r = api.run_enhance([wav("a.wav")], str(tmp_path / "o"), Boom())[0]
+    assert r.status == "failed" and "model exploded" in r.error and r.traceback
+    assert list((tmp_path / "o").iterdir()) == []
+
+
+def test_clipping_reported(tmp_path, wav):
+    src = wav("a.wav")
+    loud = FakeEnhancer(gain=20.0)
+    r = api.run_enhance([src], str(tmp_path / "c.wav"), loud)[0]
+    assert r.clipped > 0 and read(tmp_path / "c.wav")[0].max() <= 1.0
+    r = api.run_enhance([src], str(tmp_path / "r.wav"), loud, clip="rescale")[0]
+    y, _ = read(tmp_path / "r.wav")
+    assert r.clipped > 0 and 0 < r.extra["gain"] < 1 and np.abs(y).max() > 0.99
+    r = api.run_enhance([src], str(tmp_path / "f.wav"), loud, subtype="FLOAT")[0]
+    assert r.clipped == 0 and read(tmp_path / "f.wav")[0].max() > 1.0
+
+
+def test_enhance_passes_streamer_options(tmp_path, wav):
+    model = FakeEnhancer()
+    api.run_enhance([wav("a.wav")], str(tmp_path / "o.wav"), model, atten_lim_db=12.0, wet=0.5)
+    assert model.streamer_kwargs == {"atten_lim_db": 12.0, "wet": 0.5}
+    with pytest.raises(UsageError):
+        api.run_enhance([wav("a.wav")], str(tmp_path / "p.wav"), model, wet=2.0)
+
+
+@pytest.mark.parametrize("rate,channels,subtype", [(16000, 1, "PCM_16"), (44100, 2, "PCM_24"),
+                                                   (8000, 1, "FLOAT")])
+def test_codec_round_trip_restores_format(tmp_path, wav, codec, rate, channels, subtype):
+    src = wav("s.wav", seconds=0.7, rate=rate, channels=channels, subtype=subtype)
+    enc = run_encode([src], str(tmp_path / "s.ae2"), codec, bitrate=1.6)[0]
+    assert enc.status == "ok" and enc.extra["n_q"] == 4 and enc.extra["bytes"] > 0
+    dec = run_decode([str(tmp_path / "s.ae2")], str(tmp_path / "d.wav"), codec)[0]
+    assert dec.status == "ok", dec.error
+    i, o = sf.info(src), sf.info(str(tmp_path / "d.wav"))
+    assert (o.samplerate, o.channels, o.frames, o.subtype) == (rate, channels, i.frames, subtype)
+
+
+def test_codec_errors_and_conceal(tmp_path, wav, codec):
+    run_encode([wav("s.wav", seconds=2.0)], str(tmp_path / "s.ae2"), codec)
+    data = bytearray((tmp_path / "s.ae2").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (tmp_path / "bad.ae2").write_bytes(bytes(data))
+    (tmp_path / "cut.ae2").write_bytes(bytes(data[: len(data) // 3]))
+    (tmp_path / "x.ae2").write_bytes(b"hello")
+    reps = run_decode([str(tmp_path / n) for n in ("bad.ae2", "cut.ae2", "x.ae2")],
+                      str(tmp_path / "out"), codec)
+    assert [r.status for r in reps] == ["failed"] * 3
+    assert "not an .ae2" in reps[2].error and all(r.traceback is None for r in reps)
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+    r = run_decode([str(tmp_path / "bad.ae2")], str(tmp_path / "c.wav"), codec, conceal=True)[0]
+    assert r.status == "ok" and r.extra["concealed"] >= 1
+    assert sf.info(str(tmp_path / "c.wav")).frames == 32000

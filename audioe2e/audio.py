@@ -26,7 +26,7 @@ from typing import Iterator, Optional
 import numpy as np
 
 BLOCK = 16384  # frames per block read from files (~1 s at 16 kHz)
-INT_SUBTYPES = ("PCM_16", "PCM_24", "PCM_32")
+INT_SUBTYPES = ("PCM_16", "PCM_24", "PCM_32", "VORBIS")  # VORBIS: decodes to ±1 too
 OUT_SUBTYPES = ("PCM_16", "PCM_24", "PCM_32", "FLOAT")
 CLIP_POLICIES = ("clamp", "rescale")
 _FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}
@@ -176,16 +176,18 @@ class AudioWriter:
             return
         import soundfile as sf
 
-        self.clip = clip if self.integer else "clamp"
         path = Path(dest)
         self.format = _FORMATS.get(path.suffix.lower(), "WAV")
-        write_subtype = "FLOAT" if self.clip == "rescale" else subtype
-        if not sf.check_format(self.format, write_subtype):
-            raise AudioError(f"format {self.format} cannot hold subtype {write_subtype}")
+        if not sf.check_format(self.format, subtype):  # e.g. FLOAT into .flac, PCM into .ogg
+            self.subtype = "VORBIS" if self.format == "OGG" else "PCM_24"
+            self.integer = self.subtype in INT_SUBTYPES
+        self.clip = clip if self.integer else "clamp"
+        # "rescale" first writes float WAV (any format can be made from it at the end)
+        fmt, write_subtype = ("WAV", "FLOAT") if self.clip == "rescale" else (self.format, self.subtype)
         self._tmp = temp_path(path)
         try:
             self._sf = sf.SoundFile(str(self._tmp), "w", self.rate, self.channels,
-                                    write_subtype, format=self.format)
+                                    write_subtype, format=fmt)
         except (sf.LibsndfileError, RuntimeError) as e:
             self._tmp.unlink(missing_ok=True)
             raise OSError(f"cannot write {path}: {e}") from None

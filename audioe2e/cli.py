@@ -190,23 +190,35 @@ def models(json_out: Json = False):
     for r in rows:
         size = f"{r['size_bytes'] / 1e6:.1f}" if r.get("size_bytes") else ""
         metrics = ", ".join(f"{k} {v}" for k, v in (r.get("metrics") or {}).items())
+        note = metrics or r.get("status", "")
+        if "no trained weights" in note:
+            note = "not shipped yet"
         t.add_row(r["name"], r["task"], "yes" if r["available"] else "no",
                   str(r.get("params") or ""), str(r.get("sample_rate") or ""),
-                  str(r.get("latency_ms") or ""), size, metrics or r.get("status", ""))
-    Console().print(t)
+                  str(r.get("latency_ms") or ""), size, note)
+    console = Console()
+    if not console.is_terminal:  # pipes and files: do not squeeze to 80 columns
+        console = Console(width=120)
+    console.print(t)
 
 
 @app.command("eval")
 def eval_cmd(ref: Annotated[str, typer.Option(help="Folder of reference (clean) files.")],
-             est: Annotated[str, typer.Option(help="Folder of estimates, same names.")],
-             json_out: Json = False):
-    """SI-SDR, PESQ, STOI of estimates against references."""
+             est: Annotated[str, typer.Option(help="Folder of estimates (same names/stems).")],
+             mix: Annotated[Optional[str], typer.Option(
+                 help="Folder of the unprocessed inputs (adds SI-SDR improvement).")] = None,
+             metrics: Annotated[str, typer.Option(help="Comma-separated metrics.")]
+             = "si_sdr,pesq_wb,stoi",
+             csv: Annotated[Optional[str], typer.Option(help="Also write a CSV here.")] = None,
+             quiet: Quiet = False, json_out: Json = False):
+    """SI-SDR(i), PESQ, STOI of estimates against references (table on stderr, --json)."""
     try:
         from .metrics import evaluate_dirs
-    except ImportError:
-        _fail("eval: the metrics module is not available in this build", 3)
-    result = _guard(evaluate_dirs, ref, est, json=json_out)
-    if result is not None:
+    except ImportError as e:
+        _fail(f"eval: the metrics module is not available in this build ({e})", 3)
+    result = _guard(evaluate_dirs, ref, est, mix=mix, metrics=metrics, json_out=json_out,
+                    csv_path=csv, quiet=quiet)
+    if json_out:
         typer.echo(json.dumps(result, indent=2, default=str))
 
 

@@ -4,7 +4,8 @@ Encode: read blocks, downmix to mono (the codec is mono; the original channel co
 and subtype go into the header), resample to the codec rate, feed the encoder, write code
 packets as they come, and record the exact input length at the end. Decode: read packets,
 feed the decoder, resample back to the original rate, upmix to the original channels (every
-channel gets the decoded mono signal) and cut to the exact length stored in the file. Both
+channel gets the decoded mono signal) and cut to the exact length stored in the file. With
+`--conceal`, frames of damaged packets repeat the last good frame (`hold_last_frame`). Both
 stream, so `... | audioe2e encode - -o - | audioe2e decode - -o - | ...` works on pipes.
 
 Codec contract: `sample_rate`, `hop`, `codebook_size`, `bitrate_to_nq(kbps)`,
@@ -24,7 +25,7 @@ import numpy as np
 
 from .api import _prepare, run_batch
 from .audio import BLOCK, AtomicFile, AudioError, AudioWriter, open_reader, output_subtype
-from .inputs import CODE_EXTS, Input
+from .inputs import CODE_EXTS, Input, UsageError
 from .report import FileReport, Progress
 from .resample import ExactLength, Resampler
 
@@ -87,6 +88,18 @@ def encode_stream(inp: Input, dest: str, codec, n_q: int, device: str, *, progre
             "bitrate_kbps": round(writer.bytes_written * 8 / dur / 1000, 4)}
 
 
+def hold_last_frame(codes: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Concealment in the code domain (works with any codec): a lost frame (`bitstream.FILL`,
+    negative codes) repeats the last good frame (code 0 before any). Returns (codes, last)."""
+    if (codes < 0).any():
+        codes = codes.copy()
+        for j in range(codes.shape[1]):
+            if (codes[:, j] < 0).any():
+                codes[:, j] = last[:, 0]
+            last = codes[:, j:j + 1]
+    return codes, codes[:, -1:]
+
+
 def decode_stream(inp: Input, dest: str, codec, device: str, *, conceal: bool = False,
                   subtype: Optional[str] = None, clip: str = "clamp", progress: bool = False,
                   quality: str = "HQ") -> dict:
@@ -120,8 +133,10 @@ def decode_stream(inp: Input, dest: str, codec, device: str, *, conceal: bool = 
             y = _np(y).astype(np.float32).reshape(1, -1)
             write(keep.push(down.process(y)))
 
+        last = np.zeros((h["n_q"], 1), np.int64)
         for codes in reader:
             frames += codes.shape[-1]
+            codes, last = hold_last_frame(codes, last)
             out(dec.feed(torch.from_numpy(np.ascontiguousarray(codes))))
             prog.update(frames * hop / h["model_rate"])
         out(dec.flush())
@@ -141,7 +156,10 @@ def run_encode(inputs: Sequence[str | Input], output: Optional[str] = None, code
                **batch) -> list[FileReport]:
     """Encode each audio input to `.ae2` at about `bitrate` kbit/s (before entropy coding)."""
     codec, device = _prepare(codec, "codec", device, threads)
-    n_q = int(codec.bitrate_to_nq(bitrate))
+    try:
+        n_q = int(codec.bitrate_to_nq(bitrate))
+    except ValueError as e:
+        raise UsageError(f"--bitrate {bitrate}: {e}") from None
 
     def process(inp, outs, mode):
         return encode_stream(inp, outs[0], codec, n_q, device, progress=progress, block=block)

@@ -43,7 +43,7 @@ def folders(tmp_path: Path):
     nz = tmp_path / "mynoise"
     nz.mkdir()
     rng = np.random.default_rng(0)
-    sf.write(nz / "long_track.ogg", (0.1 * rng.standard_normal(48000 * 45)).astype(np.float32), 48000)
+    sf.write(nz / "long_track.flac", (0.1 * rng.standard_normal(48000 * 45)).astype(np.float32), 48000)
     for k in range(4):
         sf.write(nz / f"hum{k}.wav", tone(3.0, 22050, 50 + 10 * k, amp=0.2), 22050)
     return sp, nz

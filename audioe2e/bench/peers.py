@@ -21,7 +21,7 @@ import numpy as np
 from ..metrics import resample
 
 RNNOISE_RATE, RNNOISE_FRAME = 48000, 480
-RNNOISE_DELAY = 480      # samples at 48 kHz between input and output (one 10 ms frame; measured)
+RNNOISE_DELAY = 960      # samples at 48 kHz by which the output lags the input (20 ms; measured)
 N_FFT, HOP = 512, 128    # oracle masks' STFT
 
 
@@ -129,10 +129,11 @@ def _fit(y: np.ndarray, n: int) -> np.ndarray:
     return np.pad(y, (0, max(0, n - len(y))))[:n].astype(np.float32)
 
 
-def opus(x: np.ndarray, rate: int, kbps: float) -> tuple[np.ndarray, int]:
+def opus(x: np.ndarray, rate: int, kbps: float) -> tuple[np.ndarray, int, int]:
     """Opus via `opusenc --bitrate kbps` (VBR, default complexity 10, 20 ms frames) and
     `opusdec --rate rate`; opusdec removes the pre-skip and trims to the granule position,
-    so the output lines up with the input. Returns (decoded [T], .opus file bytes)."""
+    so the output lines up with the input. Returns (decoded [T], .opus file bytes, bytes
+    of the audio pages only)."""
     _need("opus")
     import soundfile as sf
     with tempfile.TemporaryDirectory(prefix="ae2bench") as d:
@@ -141,15 +142,32 @@ def opus(x: np.ndarray, rate: int, kbps: float) -> tuple[np.ndarray, int]:
         _run(["opusenc", "--quiet", "--bitrate", f"{kbps:g}", src, enc])
         _run(["opusdec", "--quiet", "--rate", str(rate), enc, dec])
         y, r = sf.read(dec, dtype="float32", always_2d=True)
-        return _fit(resample(y.mean(1), r, rate), len(x)), os.path.getsize(enc)
+        return _fit(resample(y.mean(1), r, rate), len(x)), os.path.getsize(enc), ogg_stream_bytes(enc)
 
 
-CODEC2_DELAY = 0  # c2dec output vs input at 8 kHz; see align() for the per-file estimate
+CODEC2_DELAY = 130  # samples at 8 kHz by which c2dec's output lags c2enc's input (measured)
+C2_HEADER = 7       # bytes of the .c2 file header (magic, version, mode, flags)
 
 
-def codec2(x: np.ndarray, rate: int, bps: int) -> tuple[np.ndarray, int]:
+def ogg_stream_bytes(path: str) -> int:
+    """Bytes of an Ogg Opus file without its header pages (OpusHead, OpusTags: granule
+    position 0), i.e. the audio pages, page headers included."""
+    data = open(path, "rb").read()
+    at, total = 0, 0
+    while at + 27 <= len(data) and data[at:at + 4] == b"OggS":
+        granule = int.from_bytes(data[at + 6:at + 14], "little", signed=True)
+        nseg = data[at + 26]
+        size = 27 + nseg + sum(data[at + 27:at + 27 + nseg])
+        if granule > 0:
+            total += size
+        at += size
+    return total
+
+
+def codec2(x: np.ndarray, rate: int, bps: int) -> tuple[np.ndarray, int, int]:
     """Codec 2 at `bps` (3200, 2400, 1600, ...): resample to 8 kHz, raw s16, c2enc/c2dec,
-    back to `rate`. Returns (decoded [T], .c2 file bytes)."""
+    back to `rate`, its delay removed. Returns (decoded [T], .c2 file bytes, bytes without
+    the file header)."""
     _need("codec2")
     with tempfile.TemporaryDirectory(prefix="ae2bench") as d:
         src, enc, dec = (os.path.join(d, f) for f in ("in.raw", "x.c2", "out.raw"))
@@ -157,8 +175,11 @@ def codec2(x: np.ndarray, rate: int, bps: int) -> tuple[np.ndarray, int]:
         np.clip(x8 * 32768.0, -32768, 32767).astype("<i2").tofile(src)
         _run(["c2enc", str(bps), src, enc])
         _run(["c2dec", str(bps), enc, dec])
-        y8 = np.fromfile(dec, "<i2").astype(np.float32) / 32768.0
-        return _fit(resample(y8, 8000, rate), len(x)), os.path.getsize(enc)
+        y8 = np.fromfile(dec, "<i2").astype(np.float32)[CODEC2_DELAY:] / 32768.0
+        size = os.path.getsize(enc)
+        with open(enc, "rb") as f:
+            head = C2_HEADER if f.read(3) == b"\xc0\xde\xc2" else 0
+        return _fit(resample(y8, 8000, rate), len(x)), size, size - head
 
 
 def align(y: np.ndarray, x: np.ndarray, max_lag: int = 800) -> tuple[np.ndarray, int]:

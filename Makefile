@@ -1,0 +1,41 @@
+# audioe2e — developer entry points. `make run` and `make test` are the two set-up commands.
+PY ?= python3
+PIP = $(PY) -m pip
+OUT ?= out
+
+.PHONY: setup run test bench corpus train-separator train-enhancer-tiny clean
+
+# torch==2.13.0 is the CPU wheel; installed first so the package's range (torch>=2.1) is
+# already satisfied and pip never pulls a multi-GB CUDA build. A CUDA torch already
+# installed by the user is left alone.
+setup:
+	@$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[test,metrics]"
+
+run: setup
+	mkdir -p $(OUT)
+	$(PY) -m audioe2e separate examples/mix.wav -o $(OUT) -f
+	$(PY) -m audioe2e enhance --tiny examples/noisy.wav -o $(OUT)/noisy_tiny.wav -f
+	$(PY) -m audioe2e enhance examples/noisy.wav -o $(OUT)/noisy_enhanced.wav -f || true
+	$(PY) -m audioe2e encode examples/noisy.wav -o $(OUT)/noisy.ae2 -f || true
+	$(PY) -m audioe2e decode $(OUT)/noisy.ae2 -o $(OUT)/noisy_decoded.wav -f || true
+	@echo "outputs in $(OUT)/"
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PIP) install -q -e ".[bench]"
+	$(PY) -m audioe2e.bench.run --out bench_results
+
+corpus: setup
+	$(PY) -m audioe2e corpus build --out corpus
+
+train-separator:
+	nohup $(PY) -m audioe2e train run separator --corpus corpus --run runs/separator --threads 1 --resume > runs/separator.out 2>&1 &
+
+train-enhancer-tiny:
+	nohup $(PY) -m audioe2e train run enhancer-tiny --corpus corpus --run runs/enhancer-tiny --threads 1 --resume > runs/enhancer-tiny.out 2>&1 &
+
+clean:
+	rm -rf build dist *.egg-info $(OUT) .pytest_cache

@@ -1,0 +1,81 @@
+"""audioe2e's own models as bench systems: load by name, run on one `[T]` numpy signal.
+
+Shipped models come from the registry (`load_model`, sha256 checked). Research twins that
+are not in the registry (e.g. `separator-stft`, the same masker on a fixed STFT front-end)
+are loaded from `models/<name>.safetensors` when the file exists. Whole-signal forward
+passes on 4 s clips (`model(x[None])`): the streaming paths are tested to give the same
+output, and the speed bench runs them through the CLI.
+"""
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+
+from ..registry import ModelNotAvailable, build_model, load_model, models_dir
+
+# Twins looked for beside the shipped weights (name → task).
+EXTRA_MODELS = {"separator-stft": "separate", "enhancer-tiny-dense": "enhance"}
+
+
+def load(name: str):
+    """A model in eval mode on CPU; raises ModelNotAvailable with the reason."""
+    if name not in EXTRA_MODELS:
+        return load_model(name, "cpu")
+    from ..checkpoint import load_weights
+    path = models_dir() / f"{name}.safetensors"
+    if not path.is_file():
+        raise ModelNotAvailable(f"{path.name} not found")
+    state, config, _ = load_weights(path)
+    model = build_model(config)
+    model.load_state_dict(state)
+    model.eval()
+    model.model_name, model.weights_sha256 = name, ""
+    return model
+
+
+def _run(model, x: np.ndarray):
+    import torch
+    with torch.inference_mode():
+        return model(torch.from_numpy(np.ascontiguousarray(x, np.float32))[None])[0].numpy()
+
+
+def enhance(model, x: np.ndarray) -> np.ndarray:
+    """`[T]` → `[T]` (enhancers return `[1, T]`, time-aligned)."""
+    return _run(model, x)[..., : len(x)].astype(np.float32)
+
+
+def separate(model, x: np.ndarray) -> np.ndarray:
+    """`[T]` → `[S, T]`."""
+    return _run(model, x)[:, : len(x)].astype(np.float32)
+
+
+def codec_roundtrip(codec, x: np.ndarray, kbps: float) -> tuple[np.ndarray, int, int, int]:
+    """Encode `[T]` at the model rate into an in-memory `.ae2` (entropy-coded with the model's
+    priors), read it back and decode. Returns (decoded [T], file bytes, header bytes, n_q)."""
+    import torch
+
+    from ..bitstream import Ae2Reader, Ae2Writer
+    n_q = int(codec.bitrate_to_nq(kbps))
+    K = int(codec.codebook_size)
+    nominal = n_q * math.ceil(math.log2(max(K, 2))) * codec.sample_rate / codec.hop / 1000
+    header = dict(model=str(codec.model_name), model_sha256=str(codec.weights_sha256),
+                  model_rate=int(codec.sample_rate), orig_rate=int(codec.sample_rate), channels=1,
+                  frame_size=int(codec.hop), n_q=n_q, codebook_size=K, bitrate_kbps=round(nominal, 4))
+    buf = io.BytesIO()
+    with torch.inference_mode():
+        writer = Ae2Writer(buf, header, codec.priors(n_q))
+        head = writer.bytes_written
+        enc = codec.make_encoder(n_q, "cpu")
+        for codes in (enc.feed(torch.from_numpy(np.ascontiguousarray(x, np.float32))[None]), enc.flush()):
+            if codes.ndim == 2:  # an empty flush is a 1-D zeros(0)
+                writer.write(codes.numpy())
+        writer.close(len(x))
+        buf.seek(0)
+        reader = Ae2Reader(buf, lambda h: codec.priors(h["n_q"]))
+        dec = codec.make_decoder(n_q, "cpu")
+        outs = [dec.feed(torch.from_numpy(c)) for c in reader] + [dec.flush()]
+    y = torch.cat([o.reshape(-1) for o in outs]).numpy()
+    y = np.pad(y, (0, max(0, len(x) - len(y))))[: len(x)].astype(np.float32)
+    return y, writer.bytes_written, head, n_q

@@ -73,8 +73,11 @@ def load_model(name: str, device: str = "cpu"):
     if os.environ.get("AUDIOE2E_FAKE_MODEL"):
         from .testing import make_fake
         return make_fake(TASK_OF_MODEL.get(name, name))
-    from .registry import load_model as _load
-    return _load(name, device)
+    from .registry import ModelNotAvailable, load_model as _load
+    try:
+        return _load(name, device)
+    except (ValueError, OSError) as e:  # corrupt or altered weights file
+        raise ModelNotAvailable(f"model '{name}': {e}") from None
 
 
 def user_error(e: BaseException) -> bool:

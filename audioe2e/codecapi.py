@@ -71,16 +71,21 @@ def encode_stream(inp: Input, dest: str, codec, n_q: int, device: str, *, progre
         prog = stack.enter_context(Progress(inp.display, info.duration, progress))
         n_in = 0
 
+        def put(codes):
+            codes = _np(codes)
+            if codes.size:  # "nothing yet" may come as any empty shape
+                writer.write(codes.reshape(n_q, -1))
+
         def feed(x: np.ndarray):
             if x.shape[-1]:
-                writer.write(_np(enc.feed(torch.from_numpy(np.ascontiguousarray(x)))))
+                put(enc.feed(torch.from_numpy(np.ascontiguousarray(x))))
 
         for blk in chain([first], blocks):
             n_in += blk.shape[-1]
             feed(up.process(blk.mean(axis=0, keepdims=True) if blk.shape[0] > 1 else blk))
             prog.update(n_in / info.rate)
         feed(up.flush())
-        writer.write(_np(enc.flush()))
+        put(enc.flush())
         writer.close(n_in)
     dur = n_in / info.rate
     return {"duration_s": dur, "bytes": writer.bytes_written, "n_q": n_q,

@@ -42,7 +42,7 @@ class UsageError(ValueError):
 class Input:
     path: str                    # a file path, or "-" for stdin
     subdir: str = ""             # folder relative to the directory argument it came from
-    from_dir: bool = False       # found by expanding a directory or a glob
+    from_dir: bool = False       # found by expanding a directory (so -o names a folder)
     error: Optional[str] = None  # set when the argument could not be used
 
     @property
@@ -86,14 +86,17 @@ def expand_inputs(args: Iterable[str], exts: tuple[str, ...] = AUDIO_EXTS) -> li
         elif p.exists() or not any(c in arg for c in "*?["):
             add(Input(arg, error=None if p.exists() else "no such file"))
         else:
-            found: list[Path] = []
+            found: list[tuple[Path, bool]] = []  # (file, found inside a matched directory)
             for m in sorted(glob.glob(arg, recursive=True)):
                 mp = Path(m)
-                found += _walk(mp, exts) if mp.is_dir() else [mp] if mp.suffix.lower() in exts else []
+                if mp.is_dir():
+                    found += [(f, True) for f in _walk(mp, exts)]
+                elif mp.suffix.lower() in exts:
+                    found.append((mp, False))
             if not found:
                 add(Input(arg, error="no audio files match this pattern"))
-            for f in found:
-                add(Input(str(f), from_dir=True))
+            for f, in_dir in found:
+                add(Input(str(f), from_dir=in_dir))
     return out
 
 

@@ -14,8 +14,6 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from audioe2e.testing import FakeCodec, FakeEnhancer, FakeSeparator  # noqa: E402
-
 
 def tones(n: int, rate: int, channels: int = 1, seed: int = 0) -> np.ndarray:
     """Band-limited test signal `[C, n]` (sines below 3.5 kHz, so any rate >= 8 kHz holds it)."""
@@ -53,16 +51,19 @@ def wav(tmp_path):
 
 @pytest.fixture
 def enhancer():
+    from audioe2e.testing import FakeEnhancer  # torch only for the tests that need it
     return FakeEnhancer()
 
 
 @pytest.fixture
 def separator():
+    from audioe2e.testing import FakeSeparator
     return FakeSeparator()
 
 
 @pytest.fixture
 def codec():
+    from audioe2e.testing import FakeCodec
     return FakeCodec()
 
 

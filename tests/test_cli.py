@@ -82,13 +82,17 @@ def test_errors_are_one_line_and_exit_codes(cli_env, tmp_path, wav):
     assert err[2] == f"error: {tmp_path / 'none.wav'}: no such file"
     assert "2 of 3 files failed" in err[-1] and "Traceback" not in p.stderr.decode()
     assert (tmp_path / "out" / "a.wav").exists()
-    p = run_cli(["enhance", src, src + "x", "-o", "-"], cli_env)
-    assert p.returncode == 2 and p.stderr.decode().count("\n") == 1 and p.stdout == b""
-    env = dict(cli_env, AUDIOE2E_MODELS=str(tmp_path / "nomodels"))
-    env.pop("AUDIOE2E_FAKE_MODEL")
-    p = run_cli(["separate", src, "-o", str(tmp_path / "s")], env)
-    assert p.returncode == 3 and p.stderr.decode().startswith("error: ") \
-        and p.stderr.decode().count("\n") == 1
+
+
+def test_usage_and_model_errors_exit_codes(invoke, monkeypatch, tmp_path, wav):
+    src = wav("a.wav")
+    res = invoke(["enhance", src, src + "x", "-o", "-"])
+    assert res.exit_code == 2 and res.stderr.count("\n") == 1 and res.stdout == ""
+    monkeypatch.delenv("AUDIOE2E_FAKE_MODEL")
+    monkeypatch.setenv("AUDIOE2E_MODELS", str(tmp_path / "nomodels"))
+    res = invoke(["separate", src, "-o", tmp_path / "s"])
+    assert res.exit_code == 3 and res.stderr.startswith("error: ") and res.stderr.count("\n") == 1
+    assert not (tmp_path / "s").exists()
 
 
 def test_cli_batch_json_and_skip(invoke, tmp_path, wav):

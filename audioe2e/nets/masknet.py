@@ -25,7 +25,7 @@ class MaskNetConfig:
     sample_rate: int = 16000
     n_src: int = 2
     n_filters: int = 256
-    kernel: int = 64
+    kernel: int = 128
     bottleneck: int = 128
     hidden: int = 256
     layers: int = 7

@@ -21,7 +21,7 @@ class Recipe:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-_MASKNET = dict(arch="masknet", n_filters=256, kernel=64, bottleneck=128, hidden=256, layers=7, repeats=2)
+_MASKNET = dict(arch="masknet", n_filters=256, kernel=128, bottleneck=128, hidden=256, layers=7, repeats=2)
 
 RECIPES: dict[str, Recipe] = {
     "separator": Recipe("separator", "separate", dict(_MASKNET, task="separate", n_src=2), batch=4, seconds=2.0),

@@ -1,0 +1,186 @@
+"""The three quality sections of the bench: enhancement, separation, codec.
+
+Each system is a function of one validation clip; a system whose model, package or binary is
+missing becomes a row saying so, and one that fails says why: the bench always finishes.
+Every number is a mean over the clips of the section (the same clips for every system).
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import soundfile as sf
+
+from .. import metrics as M
+from ..registry import ModelNotAvailable
+from . import ours, peers
+
+RATE = 16000
+
+
+def load_items(d: Path, subdirs: tuple[str, ...], limit: int | None = None) -> list[dict]:
+    """Clips of a valset folder (`meta.jsonl` + one WAV per id in each sub-folder)."""
+    meta = [json.loads(s) for s in (d / "meta.jsonl").read_text().splitlines() if s.strip()]
+    items = []
+    for m in meta[:limit] if limit else meta:
+        item = dict(m)
+        for s in subdirs:
+            x, r = sf.read(str(d / s / f"{m['id']}.wav"), dtype="float32")
+            item[s] = M.resample(x if x.ndim == 1 else x.mean(1), r, RATE)
+        items.append(item)
+    return items
+
+
+def _status(e: BaseException) -> str:
+    if isinstance(e, (ModelNotAvailable, peers.PeerUnavailable)):
+        return f"not available: {e}"
+    return f"failed: {type(e).__name__}: {e}"
+
+
+def run_system(name: str, setup: Callable, items: list[dict], evaluate: Callable, log) -> dict:
+    """`setup()` → fn(item) → per-clip metric dict (via `evaluate(item, output)`); returns
+    the row: means of every key, `n`, `rtf` (processing time / audio time, in process) and
+    the per-clip dicts under `clips`."""
+    t0 = time.perf_counter()
+    try:
+        fn = setup()
+        clips, proc = [], 0.0
+        for it in items:
+            t = time.perf_counter()
+            out = fn(it)
+            proc += time.perf_counter() - t
+            clips.append(evaluate(it, out))
+    except Exception as e:  # noqa: BLE001 - one system failing must not stop the bench
+        log(f"  {name}: {_status(e)}")
+        return {"system": name, "status": _status(e)}
+    keys = [k for k in clips[0] if isinstance(clips[0][k], (int, float, type(None)))]
+    row = {"system": name, "status": "ok", "n": len(clips), **M.mean_of(clips, keys),
+           "rtf": proc / (sum(len(it["input"]) for it in items) / RATE), "clips": clips}
+    log(f"  {name}: done in {time.perf_counter() - t0:.0f} s")
+    return row
+
+
+def _model(name: str, run: Callable) -> Callable:
+    def setup():
+        model = ours.load(name)
+        return lambda it: run(model, it["input"])
+    return setup
+
+
+def _peer(fn: Callable) -> Callable:
+    return lambda: fn
+
+
+# ----------------------------------------------------------------------------- enhancement
+def enhance(d: Path, limit=None, dnsmos=False, log=print) -> dict:
+    items = load_items(d, ("input", "target"), limit)
+    mets = ["pesq_wb", "stoi", "si_sdr", "si_sdri"] + (["dnsmos"] if dnsmos else [])
+    systems = [
+        ("noisy input (no processing)", _peer(lambda it: it["input"])),
+        ("audioe2e enhancer-tiny", _model("enhancer-tiny", ours.enhance)),
+        ("audioe2e enhancer", _model("enhancer", ours.enhance)),
+        ("RNNoise (pyrnnoise)", _peer(lambda it: peers.rnnoise(it["input"], RATE))),
+        ("noisereduce, non-stationary", _peer(lambda it: peers.spectral_gating(it["input"], RATE))),
+        ("noisereduce, stationary", _peer(lambda it: peers.spectral_gating(it["input"], RATE, True))),
+        ("oracle IRM (upper bound)", _peer(lambda it: peers.oracle_masks(it["input"], it["target"][None], "irm")[0])),
+        ("oracle IBM (upper bound)", _peer(lambda it: peers.oracle_masks(it["input"], it["target"][None], "ibm")[0])),
+    ]
+    if (ours.models_dir() / "enhancer-tiny-dense.safetensors").is_file():
+        systems.insert(2, ("audioe2e enhancer-tiny, dense DFT twin", _model("enhancer-tiny-dense", ours.enhance)))
+
+    def evaluate(it, est):
+        return {**M.score(it["target"], est, RATE, mets, mix=it["input"]), "snr_db": it.get("snr_db")}
+
+    log(f"enhancement: {len(items)} clips")
+    rows = [run_system(n, s, items, evaluate, log) for n, s in systems]
+    snrs = sorted({it["snr_db"] for it in items if it.get("snr_db") is not None})
+    for r in rows:
+        if r["status"] == "ok":
+            r["si_sdri_by_snr"] = {f"{s:g}": M.mean_of([c for c in r["clips"] if c["snr_db"] == s],
+                                                     ["si_sdri"])["si_sdri"] for s in snrs}
+    return {"n": len(items), "metrics": mets, "snrs": snrs, "rows": rows}
+
+
+# ----------------------------------------------------------------------------- separation
+def separate(d: Path, limit=None, log=print) -> dict:
+    items = load_items(d, ("input", "s1", "s2"), limit)
+    systems = [
+        ("mixture (no processing)", _peer(lambda it: np.stack([it["input"]] * 2))),
+        ("audioe2e separator (learned front-end)", _model("separator", ours.separate)),
+        ("audioe2e separator-stft (fixed STFT twin)", _model("separator-stft", ours.separate)),
+        ("oracle IRM (upper bound)", _peer(lambda it: peers.oracle_masks(it["input"], np.stack([it["s1"], it["s2"]]), "irm"))),
+        ("oracle IBM (upper bound)", _peer(lambda it: peers.oracle_masks(it["input"], np.stack([it["s1"], it["s2"]]), "ibm"))),
+    ]
+
+    def evaluate(it, est):
+        ref = np.stack([it["s1"], it["s2"]])
+        pit, perm = M.pit_si_sdr(est[:2], ref)
+        base = float(np.mean(M.si_sdr(np.stack([it["input"]] * 2), ref)))
+        return {"si_sdr": pit, "si_sdri": pit - base, "pair": it.get("pair", "unknown")}
+
+    log(f"separation: {len(items)} clips")
+    rows = [run_system(n, s, items, evaluate, log) for n, s in systems]
+    pairs = sorted({it.get("pair", "unknown") for it in items})
+    for r in rows:
+        if r["status"] == "ok":
+            for p in pairs:
+                r[f"si_sdri_{p}"] = M.mean_of([c for c in r["clips"] if c["pair"] == p], ["si_sdri"])["si_sdri"]
+    return {"n": len(items), "pairs": {p: sum(it.get("pair", "unknown") == p for it in items) for p in pairs},
+            "rows": rows}
+
+
+# ----------------------------------------------------------------------------- codec
+def _codec_systems(codec_kbps=(1.5, 3.0, 6.0)):
+    """(name, setup) where fn(x) → (decoded, file bytes, stream bytes)."""
+    def ours_setup(kbps):
+        def setup():
+            codec = _CODEC.get("model") or _CODEC.setdefault("model", ours.load("codec"))
+            def fn(x):
+                y, size, head, _ = ours.codec_roundtrip(codec, x, kbps)
+                return y, size, size - head
+            return fn
+        return setup
+    out = [("uncoded input", lambda: lambda x: (x, None, None))]
+    out += [(f"Opus {k} kbit/s", (lambda k: lambda: lambda x: peers.opus(x, RATE, k))(k)) for k in (6, 8, 12)]
+    out += [(f"Codec 2 {b} bit/s", (lambda b: lambda: lambda x: peers.codec2(x, RATE, b))(b)) for b in (3200, 1600)]
+    out += [(f"audioe2e codec {k:g} kbit/s", ours_setup(k)) for k in codec_kbps]
+    return out
+
+
+_CODEC: dict = {}
+
+
+def codec(d: Path, limit=None, dnsmos=False, log=print) -> dict:
+    items = load_items(d, ("input", "target"), limit)
+    noisy = [it for it in items if it.get("snr_db") is not None and 0 <= it["snr_db"] <= 15]
+    mets = ["pesq_wb", "pesq_nb", "stoi", "si_sdr"] + (["dnsmos"] if dnsmos else [])
+    out = {"metrics": mets}
+    for cond, clips, key in (("clean", items, "target"), ("noisy", noisy, "input")):
+        log(f"codec on {cond} input: {len(clips)} clips")
+        conds = [{**it, "input": it[key]} for it in clips]
+        rows = []
+        for name, setup in _codec_systems():
+            def wrapped(setup=setup):
+                fn = setup()
+
+                def run(it):
+                    y, size, stream = fn(it["input"])
+                    y, lag = peers.align(y, it["input"], 8)
+                    return y, size, stream
+                return run
+
+            def evaluate(it, res):
+                y, size, stream = res
+                return {**M.score(it["target"], y, RATE, mets), "bytes": size, "stream_bytes": stream}
+            r = run_system(name, wrapped, conds, evaluate, log)
+            if r["status"] == "ok" and r["clips"][0]["bytes"] is not None:
+                secs = sum(len(it["input"]) for it in conds) / RATE
+                r["kbps_file"] = sum(c["bytes"] for c in r["clips"]) * 8 / secs / 1000
+                r["kbps_stream"] = sum(c["stream_bytes"] for c in r["clips"]) * 8 / secs / 1000
+            rows.append(r)
+        out[cond] = {"n": len(clips), "rows": rows}
+    _CODEC.clear()
+    return out

@@ -9,17 +9,16 @@ subprocess): `AUDIOE2E_FAKE_MODEL=identity` or `identity,rate=8000,gain=2`.
   default, so output == input exactly).
 - `FakeSeparator`: non-causal, 2 sources (a moving-average lowpass of x and x minus it), run by
   `OverlapAddStreamer`; it swaps its outputs on windows with a positive sum, so only speaker
-  alignment (`pit_align`) keeps speakers consistent across windows.
+  alignment (`streaming.align_sources`) keeps speakers consistent across windows.
 - `FakeCodec`: codes = quantised means of `hop`-sample frames (`n_q` identical stages).
 """
 from __future__ import annotations
 
-import itertools
 import os
 
 import torch
 
-from .streaming import OverlapAddStreamer, StatefulStreamer
+from .streaming import OverlapAddStreamer, StatefulStreamer, align_sources
 
 
 class CausalFIR(torch.nn.Module):
@@ -57,17 +56,6 @@ class FakeEnhancer:
         return StatefulStreamer(self.net, device)
 
 
-def pit_align(tail: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
-    """Speaker permutation per channel `[C, S]` that best matches `head` to `tail` (`[C, S, O]`)."""
-    S = tail.shape[1]
-    perms = list(itertools.permutations(range(S)))
-    out = []
-    for c in range(tail.shape[0]):
-        score = [sum(float((tail[c, k] * head[c, p[k]]).sum()) for k in range(S)) for p in perms]
-        out.append(perms[max(range(len(perms)), key=score.__getitem__)])
-    return torch.tensor(out, dtype=torch.long)
-
-
 class FakeSeparator:
     task = "separate"
     model_name = "fake-separator"
@@ -88,7 +76,7 @@ class FakeSeparator:
         return y
 
     def make_streamer(self, device="cpu", **kwargs):
-        return OverlapAddStreamer(self.separate_window, self.chunk, self.overlap, align=pit_align)
+        return OverlapAddStreamer(self.separate_window, self.chunk, self.overlap, align=align_sources)
 
 
 class _FrameCoder:

@@ -252,12 +252,15 @@ def run_enhance(inputs: Sequence[str | Input], output: Optional[str] = None, mod
 def run_separate(inputs: Sequence[str | Input], output: Optional[str] = None, model=None, *,
                  device: str = "cpu", threads: Optional[int] = None,
                  subtype: Optional[str] = None, clip: str = "clamp", progress: bool = False,
-                 block: int = BLOCK, **batch) -> list[FileReport]:
-    """Separate each input into `model.n_sources` speakers (see module doc for channels)."""
+                 block: int = BLOCK, chunk: Optional[float] = None, overlap: Optional[float] = None,
+                 **batch) -> list[FileReport]:
+    """Separate each input into `model.n_sources` speakers (see module doc for channels).
+    `chunk`/`overlap` (seconds) set the overlap-add window of the separator."""
     model, device = _prepare(model, "separator", device, threads)
+    kw = {k: v for k, v in (("chunk_seconds", chunk), ("overlap_seconds", overlap)) if v is not None}
 
     def process(inp, outs, mode):
-        return stream_file(inp, outs, mode, model, lambda: model.make_streamer(device),
+        return stream_file(inp, outs, mode, model, lambda: model.make_streamer(device, **kw),
                            separate=True, subtype=subtype, clip=clip, progress=progress,
                            block=block)
     return run_batch("separate", inputs, output, process, n_sources=int(model.n_sources), **batch)

@@ -115,12 +115,17 @@ def enhance(inputs: Inputs, output: Output = None,
 def separate(inputs: Inputs, output: Output = None, force: Force = False,
              skip_existing: Skip = False, template: Template = None, subtype: Subtype = None,
              clip: Clip = "clamp", device: Device = "auto", threads: Threads = None,
-             quiet: Quiet = False, json_out: Json = False):
+             quiet: Quiet = False, json_out: Json = False,
+             chunk: Annotated[Optional[float], typer.Option(
+                 help="Seconds per separation window (default: the model's, 4 s).")] = None,
+             overlap: Annotated[Optional[float], typer.Option(
+                 help="Seconds of overlap between windows, used to keep speaker order "
+                      "(default: the model's, 1 s).")] = None):
     """Split speakers: `<stem>_s1.wav`, `<stem>_s2.wav`, ... keeping the input's channels; to one file or stdout: one channel per speaker (multichannel input downmixed to mono)."""
     from .api import run_separate
     _batch("separate", run_separate, inputs, output, quiet, json_out, force=force,
            skip_existing=skip_existing, template=template, subtype=subtype, clip=clip,
-           device=device, threads=threads)
+           device=device, threads=threads, chunk=chunk, overlap=overlap)
 
 
 @app.command()

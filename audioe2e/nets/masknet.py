@@ -70,11 +70,14 @@ class MaskNet(nn.Module):
         y = y.view(b, self.n_src, t)
         return y[:, 0] if self.task == "enhance" else y
 
-    def make_streamer(self, device="cpu", atten_lim_db=None, wet=None):
-        from ..streaming import OverlapAddStreamer, DryWetStreamer, align_sources
+    def make_streamer(self, device="cpu", atten_lim_db=None, wet=None, chunk_seconds=None,
+                      overlap_seconds=None):
+        from ..streaming import DryWetStreamer, OverlapAddStreamer, align_sources
 
-        chunk = int(self.cfg.chunk_seconds * self.sample_rate)
-        overlap = int(self.cfg.overlap_seconds * self.sample_rate)
+        chunk = int((chunk_seconds or self.cfg.chunk_seconds) * self.sample_rate)
+        overlap = int((self.cfg.overlap_seconds if overlap_seconds is None else overlap_seconds) * self.sample_rate)
+        if chunk < 0.25 * self.sample_rate or not 0 <= overlap < chunk:
+            raise ValueError(f"need chunk ≥ 0.25 s and 0 ≤ overlap < chunk (got {chunk_seconds}, {overlap_seconds})")
         dev = torch.device(device)
 
         def run(x):

@@ -51,31 +51,39 @@ def separate(model, x: np.ndarray) -> np.ndarray:
     return _run(model, x)[:, : len(x)].astype(np.float32)
 
 
-def codec_roundtrip(codec, x: np.ndarray, kbps: float) -> tuple[np.ndarray, int, int, int]:
-    """Encode `[T]` at the model rate into an in-memory `.ae2` (entropy-coded with the model's
-    priors), read it back and decode. Returns (decoded [T], file bytes, header bytes, n_q)."""
+def codec_roundtrips(codec, x: np.ndarray, kbps_list) -> dict:
+    """Encode `[T]` at the model rate once with the most stages needed, then for each bitrate
+    keep the first n_q stages (residual VQ codes do not depend on the stages after them, so
+    this equals encoding at that n_q), write an in-memory `.ae2` (entropy-coded with the
+    model's priors), read it back and decode. Returns {kbps: (decoded [T], file bytes,
+    header bytes, n_q)}."""
     import torch
 
     from ..bitstream import Ae2Reader, Ae2Writer
-    n_q = int(codec.bitrate_to_nq(kbps))
-    K = int(codec.codebook_size)
-    nominal = n_q * math.ceil(math.log2(max(K, 2))) * codec.sample_rate / codec.hop / 1000
-    header = dict(model=str(codec.model_name), model_sha256=str(codec.weights_sha256),
-                  model_rate=int(codec.sample_rate), orig_rate=int(codec.sample_rate), channels=1,
-                  frame_size=int(codec.hop), n_q=n_q, codebook_size=K, bitrate_kbps=round(nominal, 4))
-    buf = io.BytesIO()
+    nqs = {k: int(codec.bitrate_to_nq(k)) for k in kbps_list}
     with torch.inference_mode():
+        enc = codec.make_encoder(max(nqs.values()), "cpu")
+        parts = [enc.feed(torch.from_numpy(np.ascontiguousarray(x, np.float32))[None]), enc.flush()]
+        codes = np.concatenate([c.numpy() for c in parts if c.ndim == 2], 1)  # empty flush: 1-D
+    out = {}
+    for k, n_q in nqs.items():
+        K = int(codec.codebook_size)
+        nominal = n_q * math.ceil(math.log2(max(K, 2))) * codec.sample_rate / codec.hop / 1000
+        header = dict(model=str(codec.model_name), model_sha256=str(codec.weights_sha256),
+                      model_rate=int(codec.sample_rate), orig_rate=int(codec.sample_rate),
+                      channels=1, frame_size=int(codec.hop), n_q=n_q, codebook_size=K,
+                      bitrate_kbps=round(nominal, 4))
+        buf = io.BytesIO()
         writer = Ae2Writer(buf, header, codec.priors(n_q))
         head = writer.bytes_written
-        enc = codec.make_encoder(n_q, "cpu")
-        for codes in (enc.feed(torch.from_numpy(np.ascontiguousarray(x, np.float32))[None]), enc.flush()):
-            if codes.ndim == 2:  # an empty flush is a 1-D zeros(0)
-                writer.write(codes.numpy())
+        writer.write(codes[:n_q])
         writer.close(len(x))
         buf.seek(0)
         reader = Ae2Reader(buf, lambda h: codec.priors(h["n_q"]))
-        dec = codec.make_decoder(n_q, "cpu")
-        outs = [dec.feed(torch.from_numpy(c)) for c in reader] + [dec.flush()]
-    y = torch.cat([o.reshape(-1) for o in outs]).numpy()
-    y = np.pad(y, (0, max(0, len(x) - len(y))))[: len(x)].astype(np.float32)
-    return y, writer.bytes_written, head, n_q
+        with torch.inference_mode():
+            dec = codec.make_decoder(n_q, "cpu")
+            ys = [dec.feed(torch.from_numpy(c)) for c in reader] + [dec.flush()]
+        y = torch.cat([o.reshape(-1) for o in ys]).numpy()
+        out[k] = (np.pad(y, (0, max(0, len(x) - len(y))))[: len(x)].astype(np.float32),
+                  writer.bytes_written, head, n_q)
+    return out

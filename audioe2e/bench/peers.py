@@ -83,17 +83,24 @@ def spectral_gating(x: np.ndarray, rate: int = 16000, stationary: bool = False) 
     return _fit(np.asarray(y, np.float32), len(x))
 
 
-def _stft(x):
-    import torch
-    w = torch.hann_window(N_FFT, dtype=torch.float64)
-    return torch.stft(torch.as_tensor(np.asarray(x, np.float64)), N_FFT, HOP, window=w,
-                      return_complex=True)
+def _stft(x: np.ndarray) -> np.ndarray:
+    """Hann-windowed rfft frames `[K, F]`, centred (reflect padding of N_FFT/2 each side)."""
+    xp = np.pad(np.asarray(x, np.float64), N_FFT // 2, mode="reflect")
+    frames = np.lib.stride_tricks.sliding_window_view(xp, N_FFT)[::HOP]
+    return np.fft.rfft(frames * np.hanning(N_FFT + 1)[:-1], axis=-1)
 
 
-def _istft(X, n):
-    import torch
-    w = torch.hann_window(N_FFT, dtype=torch.float64)
-    return torch.istft(X, N_FFT, HOP, window=w, length=n).numpy().astype(np.float32)
+def _istft(X: np.ndarray, n: int) -> np.ndarray:
+    """Weighted overlap-add inverse of `_stft` (exact for an unmodified spectrum)."""
+    w = np.hanning(N_FFT + 1)[:-1]
+    frames = np.fft.irfft(X, N_FFT, axis=-1) * w
+    total = (len(frames) - 1) * HOP + N_FFT
+    y, norm = np.zeros(total), np.zeros(total)
+    for k, f in enumerate(frames):
+        y[k * HOP:k * HOP + N_FFT] += f
+        norm[k * HOP:k * HOP + N_FFT] += w * w
+    y = y / np.maximum(norm, 1e-8)
+    return y[N_FFT // 2:N_FFT // 2 + n].astype(np.float32)
 
 
 def oracle_masks(mix: np.ndarray, sources: np.ndarray, kind: str = "irm") -> np.ndarray:
@@ -104,8 +111,8 @@ def oracle_masks(mix: np.ndarray, sources: np.ndarray, kind: str = "irm") -> np.
     sources = np.atleast_2d(np.asarray(sources, np.float64))
     noise = np.asarray(mix, np.float64) - sources.sum(0)
     M = _stft(mix)
-    P = np.stack([np.abs(_stft(s).numpy()) ** 2 for s in sources])    # [S, F, K]
-    Pn = np.abs(_stft(noise).numpy()) ** 2
+    P = np.stack([np.abs(_stft(s)) ** 2 for s in sources])    # [S, K, F]
+    Pn = np.abs(_stft(noise)) ** 2
     if kind == "irm":
         masks = np.sqrt(P / (P.sum(0) + Pn + 1e-12))
     elif kind == "ibm":
@@ -114,8 +121,7 @@ def oracle_masks(mix: np.ndarray, sources: np.ndarray, kind: str = "irm") -> np.
                           for i in range(len(P))])
     else:
         raise ValueError(f"unknown oracle mask '{kind}' (irm, ibm)")
-    import torch
-    return np.stack([_istft(M * torch.from_numpy(m), len(mix)) for m in masks])
+    return np.stack([_istft(M * m, len(mix)) for m in masks])
 
 
 # ----------------------------------------------------------------------------- codecs

@@ -40,19 +40,28 @@ def _status(e: BaseException) -> str:
     return f"failed: {type(e).__name__}: {e}"
 
 
-def run_system(name: str, setup: Callable, items: list[dict], evaluate: Callable, log) -> dict:
-    """`setup()` → fn(item) → per-clip metric dict (via `evaluate(item, output)`); returns
-    the row: means of every key, `n`, `rtf` (processing time / audio time, in process) and
-    the per-clip dicts under `clips`."""
+def _pool_map(fn, args: list, jobs: int) -> list:
+    if jobs <= 1 or len(args) < 2:
+        return [fn(*a) for a in args]
+    from concurrent.futures import ProcessPoolExecutor
+    with ProcessPoolExecutor(jobs) as ex:
+        return list(ex.map(fn, *zip(*args)))
+
+
+def run_system(name: str, setup: Callable, items: list[dict], evaluate: Callable, log,
+               jobs: int = 1) -> dict:
+    """`setup()` → fn(item) → output; `evaluate(item, output)` (a module-level function,
+    run in `jobs` processes) → per-clip metric dict. Returns the row: means of the numeric
+    keys, `n`, `rtf` (processing time / audio time, in process) and the per-clip dicts."""
     t0 = time.perf_counter()
     try:
         fn = setup()
-        clips, proc = [], 0.0
+        outs, proc = [], 0.0
         for it in items:
             t = time.perf_counter()
-            out = fn(it)
+            outs.append(fn(it))
             proc += time.perf_counter() - t
-            clips.append(evaluate(it, out))
+        clips = _pool_map(evaluate, [(it, o) for it, o in zip(items, outs)], jobs)
     except Exception as e:  # noqa: BLE001 - one system failing must not stop the bench
         log(f"  {name}: {_status(e)}")
         return {"system": name, "status": _status(e)}
@@ -74,10 +83,27 @@ def _peer(fn: Callable) -> Callable:
     return lambda: fn
 
 
+def eval_enhance(it: dict, est: np.ndarray) -> dict:
+    return {**M.score(it["target"], est, RATE, it["mets"], mix=it["input"]), "snr_db": it.get("snr_db")}
+
+
+def eval_separate(it: dict, est: np.ndarray) -> dict:
+    ref = np.stack([it["s1"], it["s2"]])
+    pit, _ = M.pit_si_sdr(est[:2], ref)
+    base = float(np.mean(M.si_sdr(np.stack([it["input"]] * 2), ref)))
+    return {"si_sdr": pit, "si_sdri": pit - base, "pair": it.get("pair", "unknown")}
+
+
+def eval_codec(it: dict, res: tuple) -> dict:
+    y, size, stream = res
+    y, _ = peers.align(y, it["input"], 8)
+    return {**M.score(it["target"], y, RATE, it["mets"]), "bytes": size, "stream_bytes": stream}
+
+
 # ----------------------------------------------------------------------------- enhancement
-def enhance(d: Path, limit=None, dnsmos=False, log=print) -> dict:
-    items = load_items(d, ("input", "target"), limit)
+def enhance(d: Path, limit=None, dnsmos=False, log=print, jobs=1) -> dict:
     mets = ["pesq_wb", "stoi", "si_sdr", "si_sdri"] + (["dnsmos"] if dnsmos else [])
+    items = [dict(it, mets=mets) for it in load_items(d, ("input", "target"), limit)]
     systems = [
         ("noisy input (no processing)", _peer(lambda it: it["input"])),
         ("audioe2e enhancer-tiny", _model("enhancer-tiny", ours.enhance)),
@@ -91,11 +117,8 @@ def enhance(d: Path, limit=None, dnsmos=False, log=print) -> dict:
     if (ours.models_dir() / "enhancer-tiny-dense.safetensors").is_file():
         systems.insert(2, ("audioe2e enhancer-tiny, dense DFT twin", _model("enhancer-tiny-dense", ours.enhance)))
 
-    def evaluate(it, est):
-        return {**M.score(it["target"], est, RATE, mets, mix=it["input"]), "snr_db": it.get("snr_db")}
-
     log(f"enhancement: {len(items)} clips")
-    rows = [run_system(n, s, items, evaluate, log) for n, s in systems]
+    rows = [run_system(n, s, items, eval_enhance, log, jobs) for n, s in systems]
     snrs = sorted({it["snr_db"] for it in items if it.get("snr_db") is not None})
     for r in rows:
         if r["status"] == "ok":
@@ -105,7 +128,7 @@ def enhance(d: Path, limit=None, dnsmos=False, log=print) -> dict:
 
 
 # ----------------------------------------------------------------------------- separation
-def separate(d: Path, limit=None, log=print) -> dict:
+def separate(d: Path, limit=None, log=print, jobs=1) -> dict:
     items = load_items(d, ("input", "s1", "s2"), limit)
     systems = [
         ("mixture (no processing)", _peer(lambda it: np.stack([it["input"]] * 2))),
@@ -115,14 +138,8 @@ def separate(d: Path, limit=None, log=print) -> dict:
         ("oracle IBM (upper bound)", _peer(lambda it: peers.oracle_masks(it["input"], np.stack([it["s1"], it["s2"]]), "ibm"))),
     ]
 
-    def evaluate(it, est):
-        ref = np.stack([it["s1"], it["s2"]])
-        pit, perm = M.pit_si_sdr(est[:2], ref)
-        base = float(np.mean(M.si_sdr(np.stack([it["input"]] * 2), ref)))
-        return {"si_sdr": pit, "si_sdri": pit - base, "pair": it.get("pair", "unknown")}
-
     log(f"separation: {len(items)} clips")
-    rows = [run_system(n, s, items, evaluate, log) for n, s in systems]
+    rows = [run_system(n, s, items, eval_separate, log, jobs) for n, s in systems]
     pairs = sorted({it.get("pair", "unknown") for it in items})
     for r in rows:
         if r["status"] == "ok":
@@ -133,54 +150,50 @@ def separate(d: Path, limit=None, log=print) -> dict:
 
 
 # ----------------------------------------------------------------------------- codec
-def _codec_systems(codec_kbps=(1.5, 3.0, 6.0)):
-    """(name, setup) where fn(x) → (decoded, file bytes, stream bytes)."""
-    def ours_setup(kbps):
-        def setup():
-            codec = _CODEC.get("model") or _CODEC.setdefault("model", ours.load("codec"))
-            def fn(x):
-                y, size, head, _ = ours.codec_roundtrip(codec, x, kbps)
-                return y, size, size - head
-            return fn
-        return setup
-    out = [("uncoded input", lambda: lambda x: (x, None, None))]
-    out += [(f"Opus {k} kbit/s", (lambda k: lambda: lambda x: peers.opus(x, RATE, k))(k)) for k in (6, 8, 12)]
-    out += [(f"Codec 2 {b} bit/s", (lambda b: lambda: lambda x: peers.codec2(x, RATE, b))(b)) for b in (3200, 1600)]
-    out += [(f"audioe2e codec {k:g} kbit/s", ours_setup(k)) for k in codec_kbps]
-    return out
+OURS_KBPS = (1.5, 3.0, 6.0)
 
 
-_CODEC: dict = {}
+def _ours_codec(kbps: float, cache: dict) -> Callable:
+    """All bitrates of a clip come from one encoder run (see ours.codec_roundtrips)."""
+    def setup():
+        if "model" not in cache:
+            cache["model"] = ours.load("codec")
+
+        def fn(it):
+            key = (it["id"], it["cond"])
+            if key not in cache:
+                cache[key] = ours.codec_roundtrips(cache["model"], it["input"], OURS_KBPS)
+            y, size, head, _ = cache[key][kbps]
+            return y, size, size - head
+        return fn
+    return setup
 
 
-def codec(d: Path, limit=None, dnsmos=False, log=print) -> dict:
-    items = load_items(d, ("input", "target"), limit)
-    noisy = [it for it in items if it.get("snr_db") is not None and 0 <= it["snr_db"] <= 15]
+def codec(d: Path, clips: int | None = 12, dnsmos=False, log=print, jobs=1) -> dict:
+    """Clean condition: the first `clips` clean targets; noisy: the first `clips` inputs at
+    0–15 dB SNR. Every system is scored against the clean target."""
     mets = ["pesq_wb", "pesq_nb", "stoi", "si_sdr"] + (["dnsmos"] if dnsmos else [])
-    out = {"metrics": mets}
-    for cond, clips, key in (("clean", items, "target"), ("noisy", noisy, "input")):
-        log(f"codec on {cond} input: {len(clips)} clips")
-        conds = [{**it, "input": it[key]} for it in clips]
+    items = load_items(d, ("input", "target"))
+    noisy = [it for it in items if it.get("snr_db") is not None and 0 <= it["snr_db"] <= 15]
+    out: dict = {"metrics": mets}
+    cache: dict = {}
+    for cond, sel, key in (("clean", items[:clips] if clips else items, "target"),
+                           ("noisy", noisy[:clips] if clips else noisy, "input")):
+        log(f"codec on {cond} input: {len(sel)} clips")
+        conds = [{**it, "input": it[key], "cond": cond, "mets": mets} for it in sel]
+        systems = [("uncoded input", _peer(lambda it: (it["input"], None, None)))] if cond == "noisy" else []
+        systems += [(f"Opus {k} kbit/s", _peer(lambda it, k=k: peers.opus(it["input"], RATE, k))) for k in (6, 8, 12)]
+        systems += [(f"Codec 2 {b} bit/s", _peer(lambda it, b=b: peers.codec2(it["input"], RATE, b)))
+                    for b in (3200, 1600)]
+        systems += [(f"audioe2e codec {k:g} kbit/s", _ours_codec(k, cache)) for k in OURS_KBPS]
         rows = []
-        for name, setup in _codec_systems():
-            def wrapped(setup=setup):
-                fn = setup()
-
-                def run(it):
-                    y, size, stream = fn(it["input"])
-                    y, lag = peers.align(y, it["input"], 8)
-                    return y, size, stream
-                return run
-
-            def evaluate(it, res):
-                y, size, stream = res
-                return {**M.score(it["target"], y, RATE, mets), "bytes": size, "stream_bytes": stream}
-            r = run_system(name, wrapped, conds, evaluate, log)
+        for name, setup in systems:
+            r = run_system(name, setup, conds, eval_codec, log, jobs)
             if r["status"] == "ok" and r["clips"][0]["bytes"] is not None:
                 secs = sum(len(it["input"]) for it in conds) / RATE
                 r["kbps_file"] = sum(c["bytes"] for c in r["clips"]) * 8 / secs / 1000
                 r["kbps_stream"] = sum(c["stream_bytes"] for c in r["clips"]) * 8 / secs / 1000
+            r.pop("rtf", None)  # one encoder run serves three rows; see the speed table
             rows.append(r)
-        out[cond] = {"n": len(clips), "rows": rows}
-    _CODEC.clear()
+        out[cond] = {"n": len(sel), "rows": rows}
     return out

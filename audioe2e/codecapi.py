@@ -195,10 +195,19 @@ def decode_file(src: str, dst: str, codec=None, **kw) -> FileReport:
 
 
 def file_info(path: str) -> dict:
-    """`.ae2` header and totals (bitstream.read_info), or an audio file's format."""
+    """`.ae2` header and totals (bitstream.read_info), or an audio file's format.
+    `-` reads an .ae2 stream from stdin (packet by packet, memory flat)."""
+    from .bitstream import MAGIC, read_info
+    if path == "-":
+        import sys
+        stdin = sys.stdin.buffer
+        if stdin.peek(4)[:4] != MAGIC:
+            raise AudioError("stdin: not an .ae2 stream (info on stdin reads .ae2 only)")
+        info = read_info(stdin)
+        info["actual_bitrate_kbps"] = info.pop("bitrate_kbps")
+        return {"file": "-", "kind": "ae2", **info}
     with open(path, "rb") as f:
         magic = f.read(4)
-    from .bitstream import MAGIC, read_info
     if magic == MAGIC or path.endswith(".ae2"):
         info = read_info(path)
         info["actual_bitrate_kbps"] = info.pop("bitrate_kbps")  # header has bitrate_kbps

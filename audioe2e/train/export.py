@@ -22,6 +22,11 @@ def export_run(run: Path, name: str, models_dir: Path, corpus: Path | None = Non
         state = {k[6:]: v for k, v in state.items() if k.startswith("model.")}
     model = build_model(config)
     model.load_state_dict(state)
+    if config.get("arch") == "codec":
+        if corpus is None:
+            raise ValueError("exporting the codec needs --corpus (its entropy priors are counted on training audio)")
+        from .priors import fit_priors
+        model.prior_counts.copy_(fit_priors(model, corpus))
     last_meta = load_weights(run / "last.safetensors")[2] if (run / "last.safetensors").is_file() else meta
     params = sum(p.numel() for p in model.parameters())
     latency_ms = 1000.0 * model.latency / model.sample_rate
@@ -61,9 +66,10 @@ def card_markdown(card: dict) -> str:
              f"{card.get('train_hours')} h of training-process time, batch {card.get('batch')} × "
              f"{card.get('segment_seconds')} s",
              "", "## Validation (fixed on-disk valset of unseen speakers; SI-SDR in dB)", "",
-             "| step | SI-SDR | SI-SDRi |", "|---:|---:|---:|"]
+             "| step | SI-SDR | SI-SDRi | MR-STFT distance |", "|---:|---:|---:|---:|"]
     for r in card.get("val_history", []):
-        lines.append(f"| {r['step']} | {r['si_sdr']:.2f} | {r['si_sdri']:.2f} |")
+        mr = f"{r['mrstft']:.3f}" if "mrstft" in r else "–"
+        lines.append(f"| {r['step']} | {r['si_sdr']:.2f} | {r['si_sdri']:.2f} | {mr} |")
     data = card.get("data")
     if data:
         lines += ["", "## Training data", "", "Corpus built by `audioe2e corpus build` (see README, Data)."]

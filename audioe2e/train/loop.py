@@ -56,8 +56,10 @@ def load_optimizer_state(opt, tensors: dict, scalars: dict):
 
 
 def evaluate(model, task: str, val) -> dict:
-    """Mean SI-SDR and its improvement over the input on the fixed valset."""
-    from .losses import pit_si_sdr, si_sdr
+    """Mean SI-SDR and its improvement over the input on the fixed valset, and `score`
+    (higher is better) that picks the best checkpoint: SI-SDR, or for the codec, whose
+    output need not be phase-aligned, minus the multi-resolution STFT distance."""
+    from .losses import multires_stft_loss, pit_si_sdr, si_sdr
 
     x, y, _ = val
     model.eval()
@@ -73,14 +75,20 @@ def evaluate(model, task: str, val) -> dict:
         base = pit_si_sdr(torch.stack([x, x], 1), y)[0]
     else:
         score, base = si_sdr(est, y), si_sdr(x, y)
-    return {"si_sdr": score.mean().item(), "si_sdri": (score - base).mean().item()}
+    out = {"si_sdr": score.mean().item(), "si_sdri": (score - base).mean().item()}
+    if task == "codec":
+        out["mrstft"] = multires_stft_loss(est, y).item()
+        out["score"] = -out["mrstft"]
+    else:
+        out["score"] = out["si_sdr"]
+    return out
 
 
 def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = False,
           device: str = "cpu", ckpt_minutes: float = 5.0, val_every: int = 500, log_every: int = 25,
           batch: int | None = None, seconds: float | None = None, lr: float | None = None, seed: int = 0):
     from .data import Corpus, Mixer, batch as make_batch
-    from .valsets import load_valset
+    from .valsets import load_valset, valset_id
 
     rank, world = _dist()
     run.mkdir(parents=True, exist_ok=True)
@@ -90,13 +98,14 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
     torch.manual_seed(seed)  # same initial weights for the same seed (resume overrides them)
     model = build_model(dict(recipe.config)).to(dev)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr or recipe.lr)
-    step, elapsed, best = 0, 0.0, None
+    step, elapsed, best, meta_val_id = 0, 0.0, None, None
     last = run / "last.safetensors"
     if resume and last.is_file():
         state, config, meta = load_weights(last)
         model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
         load_optimizer_state(opt, {k: v for k, v in state.items() if k.startswith("optim.")}, meta["optim"])
         step, elapsed, best = meta["step"], meta["elapsed"], meta.get("best")
+        meta_val_id = meta.get("val_id", "")
         if lr:
             for g in opt.param_groups:
                 g["lr"] = lr
@@ -108,6 +117,9 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
     loss_fn = loss_for(recipe.task, model)
     mixer = Mixer(Corpus(corpus, "train"), seconds)
     val = load_valset(corpus, recipe.task) if rank == 0 else None
+    val_id = valset_id(corpus, recipe.task)
+    if meta_val_id is not None and meta_val_id != val_id:
+        best = None  # a rewritten valset: old scores are not comparable
     log = open(run / "log.jsonl", "a") if rank == 0 else None
 
     def save():
@@ -115,7 +127,7 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
         otensors, scalars = optimizer_state_tensors(opt)
         tensors.update(otensors)
         meta = {"step": step, "elapsed": elapsed, "best": best, "optim": scalars, "recipe": recipe.name,
-                "batch": batch, "seconds": seconds, "world": world}
+                "batch": batch, "seconds": seconds, "world": world, "val_id": val_id}
         save_weights(last, tensors, model.config_dict(), meta)
 
     def emit(rec):
@@ -148,7 +160,7 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
             if step % val_every == 0 or step == steps:
                 metrics = evaluate(model, recipe.task, val)
                 emit({"val": metrics})
-                if best is None or metrics["si_sdr"] > best["si_sdr"]:
+                if best is None or metrics["score"] > best.get("score", best["si_sdr"]):
                     best = dict(metrics, step=step)
                     save_weights(run / "best.safetensors", model.state_dict(), model.config_dict(),
                                  {"step": step, "elapsed": elapsed, "val": metrics, "recipe": recipe.name})

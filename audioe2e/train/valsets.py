@@ -59,3 +59,10 @@ def load_valset(corpus_root: str | Path, task: str):
     else:
         y = np.stack([read("target", m) for m in meta])
     return torch.from_numpy(x), torch.from_numpy(y), meta
+
+
+def valset_id(corpus_root: str | Path, task: str) -> str:
+    """Fingerprint of a valset (its meta file), so a rewritten valset is noticed."""
+    import hashlib
+    meta = valset_dir(corpus_root, task) / "meta.jsonl"
+    return hashlib.sha256(meta.read_bytes()).hexdigest()[:16] if meta.is_file() else ""

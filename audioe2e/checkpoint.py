@@ -34,6 +34,7 @@ def save_weights(path: str | os.PathLike, state: dict[str, torch.Tensor], config
     header = {"config": json.dumps(config, sort_keys=True), "meta": json.dumps(meta or {}, sort_keys=True)}
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=header)
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
     return sha256_file(path)
 

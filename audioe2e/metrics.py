@@ -187,7 +187,6 @@ def mean_of(rows: list[dict], keys) -> dict:
     return out
 
 
-
 # ----------------------------------------------------------------------------- folders
 _SRC_DIR = re.compile(r"^s(\d+)$")
 _SRC_SUFFIX = re.compile(r"^(.*)_s(\d+)$")
@@ -216,20 +215,24 @@ def _key(rel: Path, est: bool) -> tuple[str, Optional[int]]:
     return "/".join(parts[:-1] + (stem,)), None
 
 
-def _index(root: Path, est: bool) -> dict[tuple[str, Optional[int]], Path]:
-    if not root.is_dir():
-        raise EvalError(f"not a folder: {root}")
-    return {_key(p.relative_to(root), est): p for p in sorted(root.rglob("*"))
-            if p.suffix.lower() in AUDIO_EXTS and p.is_file()}
+class _Index:
+    """Audio files under `root` by (utterance key, source index); `find` tries the exact
+    relative key, then the same stem anywhere below `root` if that is unambiguous."""
 
+    def __init__(self, root: Path, est: bool):
+        if not root.is_dir():
+            raise EvalError(f"not a folder: {root}")
+        self.files = {_key(p.relative_to(root), est): p for p in sorted(root.rglob("*"))
+                      if p.suffix.lower() in AUDIO_EXTS and p.is_file()}
+        self.by_stem: dict = {}
+        for (u, s), p in self.files.items():
+            self.by_stem.setdefault((u.rsplit("/", 1)[-1], s), []).append(p)
 
-def _find(idx: dict, utt: str, src: Optional[int]) -> Optional[Path]:
-    """Exact relative key first, then the same stem anywhere if that is unambiguous."""
-    if (utt, src) in idx:
-        return idx[(utt, src)]
-    base = utt.rsplit("/", 1)[-1]
-    hits = [p for (u, s), p in idx.items() if s == src and u.rsplit("/", 1)[-1] == base]
-    return hits[0] if len(hits) == 1 else None
+    def find(self, utt: str, src: Optional[int]) -> Optional[Path]:
+        if (utt, src) in self.files:
+            return self.files[(utt, src)]
+        hits = self.by_stem.get((utt.rsplit("/", 1)[-1], src), [])
+        return hits[0] if len(hits) == 1 else None
 
 
 def _read(path: Path, rate: Optional[int], notes: list) -> tuple[np.ndarray, int]:
@@ -238,7 +241,7 @@ def _read(path: Path, rate: Optional[int], notes: list) -> tuple[np.ndarray, int
     x, r = sf.read(str(path), dtype="float32", always_2d=True)
     x = x.T
     if rate is not None and r != rate:
-        notes.append(f"{path.name}: {r} Hz resampled to {rate} Hz")
+        notes.append(f"files at {r} Hz resampled to the reference rate {rate} Hz")
         x = np.stack([resample(c, r, rate) for c in x])
         r = rate
     return x, r
@@ -263,8 +266,8 @@ def evaluate_dirs(ref, est, mix=None, metrics=("si_sdr", "pesq_wb", "stoi"), jso
     for m in mets:
         if m not in METRICS:
             raise EvalError(f"unknown metric '{m}' (known: {', '.join(METRICS)})")
-    refs, ests = _index(ref, False), _index(est, True)
-    mixes = _index(Path(mix), False) if mix is not None else {}
+    refs, ests = _Index(ref, False).files, _Index(est, True)
+    mixes = _Index(Path(mix), False) if mix is not None else None
     if not refs:
         raise EvalError(f"no audio files under {ref}")
     warn, notes, rows, missing_est, trimmed = [], [], [], [], []
@@ -283,8 +286,8 @@ def evaluate_dirs(ref, est, mix=None, metrics=("si_sdr", "pesq_wb", "stoi"), jso
         rate = r_list[0][1]
         R = [x.mean(0) for x, _ in r_list]
         if task == "separate":
-            paths = [_find(ests, u, s) for s in srcs]
-            one = _find(ests, u, None)
+            paths = [ests.find(u, s) for s in srcs]
+            one = ests.find(u, None)
             multi = _read(one, rate, notes)[0] if one is not None and not all(paths) else None
             if all(paths):
                 E = [_read(p, rate, notes)[0].mean(0) for p in paths]
@@ -294,14 +297,14 @@ def evaluate_dirs(ref, est, mix=None, metrics=("si_sdr", "pesq_wb", "stoi"), jso
                 missing_est.append(u)
                 continue
         else:
-            p = _find(ests, u, None)
+            p = ests.find(u, None)
             if p is None:
                 missing_est.append(u)
                 continue
             E = [_read(p, rate, notes)[0].mean(0)]
         M = None
         if mix is not None:
-            mp = _find(mixes, u, None)
+            mp = mixes.find(u, None)
             if mp is None:
                 warn.append(f"{u}: no mixture under {mix}; SI-SDRi left out")
             else:
@@ -322,7 +325,10 @@ def evaluate_dirs(ref, est, mix=None, metrics=("si_sdr", "pesq_wb", "stoi"), jso
         rows.append(row)
     if missing_est:
         show = ", ".join(missing_est[:10]) + (f", … ({len(missing_est)} in all)" if len(missing_est) > 10 else "")
-        raise EvalError(f"{len(missing_est)} reference(s) under {ref} have no estimate under {est}: {show}")
+        hint = (f" (separation: expected <stem>_s1.wav … or s1/<stem>.wav …, or one file with "
+                f"one channel per speaker)") if task == "separate" else ""
+        raise EvalError(f"{len(missing_est)} reference(s) under {ref} have no estimate under {est}"
+                        f"{hint}: {show}")
     if trimmed:
         warn.append(f"{len(trimmed)} file(s) differ in length, trimmed to the shorter: "
                     + ", ".join(trimmed[:5]) + (" …" if len(trimmed) > 5 else ""))

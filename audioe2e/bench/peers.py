@@ -53,23 +53,29 @@ def _need(name: str) -> None:
 
 # ----------------------------------------------------------------------------- enhancement
 def rnnoise(x: np.ndarray, rate: int = 16000) -> np.ndarray:
-    """RNNoise (Valin 2018) through pyrnnoise's frame API: resample to 48 kHz, int16 scale,
-    10 ms frames, one state per call; the output is shifted back by its delay."""
+    """RNNoise (Valin 2018) through pyrnnoise's library: resample to 48 kHz, 16-bit scale,
+    10 ms frames into `rnnoise_process_frame` (called directly on float buffers: pyrnnoise's
+    own wrapper casts the output to int16 without clipping, which wraps loud peaks around),
+    one state per call; the output is shifted back by its 20 ms delay."""
     try:
+        import ctypes
+
         from pyrnnoise import rnnoise as rn
     except Exception as e:
         raise PeerUnavailable(f"pyrnnoise not installed ({e})") from None
     y48 = resample(x, rate, RNNOISE_RATE)
     n = len(y48)
     pad = (-(n + RNNOISE_DELAY)) % RNNOISE_FRAME + RNNOISE_DELAY
-    s = np.clip(np.pad(y48, (0, pad)) * 32768.0, -32768, 32767).astype(np.int16)
+    buf = np.ascontiguousarray(np.clip(np.pad(y48, (0, pad)) * 32768.0, -32768, 32767), np.float32)
+    out = np.empty_like(buf)
+    ptr = lambda a: a.ctypes.data_as(ctypes.POINTER(ctypes.c_float))  # noqa: E731
     st = rn.create()
     try:
-        out = np.concatenate([rn.process_mono_frame(st, s[i:i + RNNOISE_FRAME])[0]
-                              for i in range(0, len(s), RNNOISE_FRAME)])
+        for i in range(0, len(buf), RNNOISE_FRAME):
+            rn.lib.rnnoise_process_frame(st, ptr(out[i:i + RNNOISE_FRAME]), ptr(buf[i:i + RNNOISE_FRAME]))
     finally:
         rn.destroy(st)
-    y = out[RNNOISE_DELAY:RNNOISE_DELAY + n].astype(np.float32) / 32768.0
+    y = out[RNNOISE_DELAY:RNNOISE_DELAY + n] / 32768.0
     return _fit(resample(y, RNNOISE_RATE, rate), len(x))
 
 

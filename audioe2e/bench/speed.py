@@ -4,8 +4,8 @@ Two ways, both on generated input (seeded noise, 16 kHz):
 - `cli_speed()` (the bench): runs the real CLI in a subprocess, `python -m audioe2e enhance
   --tiny in.wav -o out.wav --quiet --threads N` etc., so the number is what a user gets: file
   I/O, resampling and streaming included. Wall time by `time.perf_counter`, peak RSS of that
-  child from `os.wait4` (per process, unlike RUSAGE_CHILDREN which keeps the maximum over all
-  children). Interpreter + torch start-up is measured on a 0.5 s input and reported apart, and
+  child from `os.wait4` in a small launcher process (per process, unlike RUSAGE_CHILDREN which
+  keeps the maximum over all children, and not floored by the bench's own RSS). Interpreter + torch start-up is measured on a 0.5 s input and reported apart, and
   `rtf_net` subtracts it. 10 s inputs: median of 3 runs; 10 min: one run (skipped by --quick).
 - `bench()` (what `audioe2e bench` calls): the model's streamer in this process, 0.5 s blocks.
 RTF = processing time / audio time (below 1 is faster than real time).
@@ -47,22 +47,36 @@ def write_input(path: Path, seconds: float, seed: int = 0) -> None:
             f.write((0.1 * env * rng.standard_normal(m)).astype(np.float32))
 
 
-def run_cli(args: list[str], threads: int, env: Optional[dict] = None) -> tuple[float, float]:
+# Measures one command from a small launcher process: a child's peak RSS (ru_maxrss) starts at
+# its parent's RSS at fork/exec time on Linux, so spawning straight from the bench (torch
+# loaded, ~400 MB) would floor every reading; the launcher's few MB do not matter.
+_LAUNCHER = r"""
+import json, os, sys, time
+t = time.perf_counter()
+pid = os.posix_spawn(sys.argv[2], sys.argv[2:], os.environ)
+_, status, ru = os.wait4(pid, 0)
+wall = time.perf_counter() - t
+with open(sys.argv[1], "w") as f:
+    json.dump({"wall": wall, "rss_kb": ru.ru_maxrss, "rc": os.waitstatus_to_exitcode(status)}, f)
+"""
+
+
+def run_cli(args: list[str], threads: int) -> tuple[float, float]:
     """(wall seconds, peak RSS MB) of `python -m audioe2e ARGS --quiet -f --threads N`."""
+    import json
     cmd = [sys.executable, "-m", "audioe2e", *args, "--quiet", "-f", "--device", "cpu",
            "--threads", str(threads)]
-    with tempfile.TemporaryFile() as err:
-        t0 = time.perf_counter()
-        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env)
-        _, status, ru = os.wait4(p.pid, 0)
-        wall = time.perf_counter() - t0
-        p.returncode = os.waitstatus_to_exitcode(status)
-        if p.returncode:
+    with tempfile.TemporaryDirectory(prefix="ae2run") as d, tempfile.TemporaryFile() as err:
+        res = Path(d) / "r.json"
+        subprocess.run([sys.executable, "-c", _LAUNCHER, str(res), *cmd],
+                       stdout=subprocess.DEVNULL, stderr=err, check=False)
+        r = json.loads(res.read_text()) if res.is_file() else {"rc": -1}
+        if r["rc"]:
             err.seek(0)
             msg = err.read().decode(errors="replace").strip().splitlines()
-            raise RuntimeError(f"`audioe2e {' '.join(args[:1])}` exited {p.returncode}: "
+            raise RuntimeError(f"`audioe2e {' '.join(args[:1])}` exited {r['rc']}: "
                                f"{msg[-1] if msg else ''}")
-    return wall, ru.ru_maxrss / 1024
+    return r["wall"], r["rss_kb"] / 1024
 
 
 def _one(name: str, inp: Path, work: Path, threads: int) -> tuple[float, float]:
@@ -93,7 +107,7 @@ def cli_speed(names=BENCH_MODELS, durations=(10.0, 600.0), repeats: int = 3,
                 continue
             for th in threads:
                 try:
-                    startup = min(_one(name, inputs[0.5], d, th)[0] for _ in range(2))
+                    startup = min(_one(name, inputs[0.5], d, th)[0] for _ in range(min(2, repeats)))
                     for s in durations:
                         runs = [_one(name, inputs[s], d, th) for _ in range(repeats if s <= 60 else 1)]
                         wall = statistics.median(w for w, _ in runs)

@@ -65,7 +65,7 @@ def run_system(name: str, setup: Callable, items: list[dict], evaluate: Callable
     except Exception as e:  # noqa: BLE001 - one system failing must not stop the bench
         log(f"  {name}: {_status(e)}")
         return {"system": name, "status": _status(e)}
-    keys = [k for k in clips[0] if isinstance(clips[0][k], (int, float, type(None)))]
+    keys = [k for k in clips[0] if k != "snr_db" and isinstance(clips[0][k], (int, float, type(None)))]
     row = {"system": name, "status": "ok", "n": len(clips), **M.mean_of(clips, keys),
            "rtf": proc / (sum(len(it["input"]) for it in items) / RATE), "clips": clips}
     log(f"  {name}: done in {time.perf_counter() - t0:.0f} s")

@@ -36,7 +36,9 @@ def export_run(run: Path, name: str, models_dir: Path, corpus: Path | None = Non
     path = models_dir / f"{name}.safetensors"
     sha = save_weights(path, model.state_dict(), config, out_meta)
     log = [json.loads(l) for l in (run / "log.jsonl").read_text().splitlines() if l.strip()]
-    vals = [r for r in log if "val" in r]
+    # A {"note": ...} line marks a discontinuity (e.g. valsets rewritten): history starts after it.
+    notes = [i for i, r in enumerate(log) if "note" in r]
+    vals = [r for r in log[(notes[-1] + 1 if notes else 0):] if "val" in r]
     card = {
         "name": name, "task": MODEL_NAMES[name], "config": config, **out_meta,
         "total_steps_trained": last_meta.get("step"), "batch": last_meta.get("batch"),
@@ -72,9 +74,10 @@ def card_markdown(card: dict) -> str:
         lines.append(f"| {r['step']} | {r['si_sdr']:.2f} | {r['si_sdri']:.2f} | {mr} |")
     data = card.get("data")
     if data:
-        lines += ["", "## Training data", "", "Corpus built by `audioe2e corpus build` (see README, Data)."]
-        for k in ("speakers", "hours"):
-            if k in data:
-                lines.append(f"- {k}: {data[k]}")
+        lines += ["", "## Training data", "", "Corpus built by `audioe2e corpus build` (README, Data); "
+                  "mixtures synthesised on the fly. Validation speakers and noise tracks are never trained on.", "",
+                  "| split | kind | speakers | files | hours |", "|---|---|---:|---:|---:|"]
+        for r in data.get("splits", []):
+            lines.append(f"| {r['split']} | {r['kind']} | {r['speakers']} | {r['files']} | {r['hours']} |")
     lines += ["", "## Config", "", "```json", json.dumps(card["config"], indent=1), "```", ""]
     return "\n".join(lines)

@@ -7,7 +7,7 @@ the shipped models, and writes `OUT/results.md` (also printed on stdout) and
 
 Flags: `--quick` skips the 10-minute speed runs; `--dnsmos` adds DNSMOS OVRL (slow: ~20 s
 start-up, then ~0.1 s per clip and system); `--limit N` uses the first N clips of each set;
-`--codec-clips N` clips per codec condition (default 12; 0 = all); `--jobs N` computes the
+`--codec-clips N` clips per codec condition (default 24; 0 = all); `--jobs N` computes the
 metrics in N processes; `--sections` picks any of enhance,separate,codec,speed. On 2 cores
 without DNSMOS and with --quick, expect ~10 min for the 48-clip sets.
 """
@@ -103,7 +103,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="Skip the 10-minute speed runs.")
     ap.add_argument("--dnsmos", action="store_true", help="Add DNSMOS OVRL (slow).")
     ap.add_argument("--limit", type=int, default=None, help="First N clips of each valset.")
-    ap.add_argument("--codec-clips", type=int, default=12,
+    ap.add_argument("--codec-clips", type=int, default=24,
                     help="Clips per codec condition (0: all; the codec section is the slowest).")
     ap.add_argument("--jobs", type=int, default=1, help="Processes for the metrics (PESQ is slow).")
     ap.add_argument("--corpus", default="corpus", type=Path, help="Corpus root.")
@@ -149,7 +149,11 @@ def main(argv=None) -> int:
             md.append(f"### {s}\n\n{msg}\n")
         res.setdefault("timing_s", {})[s] = round(time.perf_counter() - ts, 1)
     res["meta"]["total_s"] = round(time.perf_counter() - t0, 1)
-    md.append(NOTES.strip() + f"\n\nBench time: {res['meta']['total_s']:.0f} s "
+    import resource
+    cpu = sum(getattr(resource.getrusage(w), f) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+              for f in ("ru_utime", "ru_stime"))
+    res["meta"]["cpu_s"] = round(cpu, 1)
+    md.append(NOTES.strip() + f"\n\nBench time: {res['meta']['total_s']:.0f} s wall, {cpu:.0f} s CPU "
               f"({', '.join(f'{k} {v:.0f} s' for k, v in res['timing_s'].items())}).\n")
     text = "\n".join(md)
     a.out.mkdir(parents=True, exist_ok=True)

@@ -169,7 +169,7 @@ def _ours_codec(kbps: float, cache: dict) -> Callable:
     return setup
 
 
-def codec(d: Path, clips: int | None = 12, dnsmos=False, log=print, jobs=1) -> dict:
+def codec(d: Path, clips: int | None = 24, dnsmos=False, log=print, jobs=1) -> dict:
     """Clean condition: the first `clips` clean targets; noisy: the first `clips` inputs at
     0–15 dB SNR. Every system is scored against the clean target."""
     mets = ["pesq_wb", "pesq_nb", "stoi", "si_sdr"] + (["dnsmos"] if dnsmos else [])

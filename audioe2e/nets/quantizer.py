@@ -1,55 +1,48 @@
-"""Residual vector quantiser with EMA codebooks and quantiser dropout (SoundStream-style).
+"""Residual vector quantiser with factorised, L2-normalised codes and quantiser dropout.
 
 Why: stage q codes the residual left by stages < q, so dropping the last stages lowers the
 bitrate gracefully; training with a random number of stages per example (quantiser dropout,
-Zeghidour et al. 2021) makes one model serve every bitrate. Codebooks learn by exponential
-moving averages of assigned vectors (van den Oord et al. 2017), and unused codes are reset
-to random encoder outputs so the codebook stays alive on small data.
+Zeghidour et al. 2021, SoundStream) makes one model serve every bitrate. Each stage looks
+codes up in a low-dimensional (8-d), L2-normalised space (Kumar et al. 2023, DAC; Yu et al.
+2022): on small data a plain EMA codebook collapsed here to one code per stage, the
+factorised cosine lookup keeps the codebook in use. Codebooks learn through the codebook
+loss; the encoder through straight-through gradients and the commitment loss.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 
 class VectorQuantizer(nn.Module):
-    def __init__(self, dim: int, size: int, decay: float = 0.99):
+    def __init__(self, dim: int, size: int, code_dim: int = 8):
         super().__init__()
-        self.size, self.decay = size, decay
-        self.register_buffer("codebook", torch.randn(size, dim) * 0.1)
-        self.register_buffer("ema_count", torch.ones(size))
-        self.register_buffer("ema_sum", self.codebook.clone())
+        self.size = size
+        self.in_proj = nn.Conv1d(dim, code_dim, 1)
+        self.out_proj = nn.Conv1d(code_dim, dim, 1)
+        self.codebook = nn.Embedding(size, code_dim)
 
-    def nearest(self, x: torch.Tensor) -> torch.Tensor:
-        """x [N, D] → code indices [N] (squared L2)."""
-        d = x.pow(2).sum(1, keepdim=True) - 2 * x @ self.codebook.T + self.codebook.pow(2).sum(1)
-        return d.argmin(1)
+    def nearest(self, e: torch.Tensor) -> torch.Tensor:
+        """e [B, code_dim, F] → indices [B, F] by cosine similarity."""
+        b, d, f = e.shape
+        flat = F.normalize(e.transpose(1, 2).reshape(-1, d), dim=1)
+        cb = F.normalize(self.codebook.weight, dim=1)
+        return (flat @ cb.T).argmax(1).view(b, f)
 
     def lookup(self, idx: torch.Tensor) -> torch.Tensor:
-        return self.codebook[idx.clamp(0, self.size - 1)]
+        """indices [B, F] → quantised vectors back in model space [B, dim, F]."""
+        return self.out_proj(self.codebook(idx.clamp(0, self.size - 1)).transpose(1, 2))
 
-    @torch.no_grad()
-    def update(self, x: torch.Tensor, idx: torch.Tensor):
-        onehot = torch.zeros(x.shape[0], self.size, device=x.device)
-        onehot.scatter_(1, idx[:, None], 1.0)
-        count = onehot.sum(0)
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            summed = onehot.T @ x
-            torch.distributed.all_reduce(count)
-            torch.distributed.all_reduce(summed)
-        else:
-            summed = onehot.T @ x
-        self.ema_count.mul_(self.decay).add_(count, alpha=1 - self.decay)
-        self.ema_sum.mul_(self.decay).add_(summed, alpha=1 - self.decay)
-        n = self.ema_count.sum()
-        smoothed = (self.ema_count + 1e-5) / (n + self.size * 1e-5) * n
-        self.codebook.copy_(self.ema_sum / smoothed[:, None])
-        dead = self.ema_count < 0.01
-        if dead.any() and x.shape[0] > 0:
-            pick = torch.randint(0, x.shape[0], (int(dead.sum()),), device=x.device)
-            self.codebook[dead] = x[pick]
-            self.ema_sum[dead] = x[pick]
-            self.ema_count[dead] = 1.0
+    def forward(self, r: torch.Tensor):
+        """Training path on a residual [B, dim, F] → (quantised [B, dim, F], idx, loss [B])."""
+        e = self.in_proj(r)
+        idx = self.nearest(e.detach())
+        q = self.codebook(idx).transpose(1, 2)
+        loss = F.mse_loss(e, q.detach(), reduction="none").mean((1, 2)) * 0.25 \
+            + F.mse_loss(q, e.detach(), reduction="none").mean((1, 2))
+        q = e + (q - e).detach()  # straight-through
+        return self.out_proj(q), idx, loss
 
 
 class ResidualVQ(nn.Module):
@@ -58,44 +51,32 @@ class ResidualVQ(nn.Module):
         self.n_q, self.size = n_q, size
         self.stages = nn.ModuleList(VectorQuantizer(dim, size) for _ in range(n_q))
 
+    @torch.no_grad()
     def encode(self, z: torch.Tensor, n_q: int) -> torch.Tensor:
         """z [B, D, F] → codes [B, n_q, F]."""
-        b, d, f = z.shape
-        r = z.transpose(1, 2).reshape(-1, d)
-        codes = []
+        r, codes = z, []
         for vq in self.stages[:n_q]:
-            idx = vq.nearest(r)
+            idx = vq.nearest(vq.in_proj(r))
             r = r - vq.lookup(idx)
-            codes.append(idx.view(b, f))
+            codes.append(idx)
         return torch.stack(codes, 1)
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """codes [B, n_q, F] → z [B, D, F]."""
-        out = 0
-        for q in range(codes.shape[1]):
-            out = out + self.stages[q].lookup(codes[:, q])  # [B, F, D]
-        return out.transpose(1, 2)
+        return sum(self.stages[q].lookup(codes[:, q]) for q in range(codes.shape[1]))
 
     def forward(self, z: torch.Tensor, n_q_per_example: torch.Tensor):
-        """Training path: quantise with a per-example number of stages; straight-through
-        gradients; returns (quantised z, commitment loss)."""
-        b, d, f = z.shape
-        x = z.transpose(1, 2)  # [B, F, D]
-        r = x
-        q_total = torch.zeros_like(x)
-        commit = 0.0
+        """Quantise with a per-example number of stages; returns (quantised z, VQ loss)."""
+        r = z
+        out = torch.zeros_like(z)
+        loss = z.new_zeros(())
         for q, vq in enumerate(self.stages):
-            active = (n_q_per_example > q).float()[:, None, None]
+            active = (n_q_per_example > q).to(z.dtype)
             if active.sum() == 0:
                 break
-            flat = r.detach().reshape(-1, d)
-            idx = vq.nearest(flat)
-            qv = vq.lookup(idx).view(b, f, d)
-            if self.training:
-                keep = active.expand(b, f, 1).reshape(-1).bool()
-                vq.update(flat[keep], idx[keep])
-            commit = commit + ((r - qv.detach()).pow(2).mean(-1, keepdim=True) * active).mean()
-            q_total = q_total + qv * active
-            r = r - qv * active
-        zq = x + (q_total - x).detach()
-        return zq.transpose(1, 2), commit
+            qv, _, l = vq(r)
+            qv = qv * active[:, None, None]
+            out = out + qv
+            r = r - qv
+            loss = loss + (l * active).sum() / active.sum()
+        return out, loss

@@ -26,7 +26,7 @@ test: setup
 
 bench: setup
 	$(PIP) install -q -e ".[bench]"
-	$(PY) -m audioe2e.bench.run --out bench_results
+	$(PY) -m audioe2e.bench.run --out $(OUT)/bench --quick
 
 corpus: setup
 	$(PY) -m audioe2e corpus build --out corpus

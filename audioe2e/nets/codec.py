@@ -150,8 +150,11 @@ class Codec(nn.Module):
         b = x.shape[0]
         z = self.encoder(x.unsqueeze(1))
         if n_q is None:
-            n_q_ex = torch.randint(1, self.n_q + 1, (b,), device=x.device) if self.training \
-                else torch.full((b,), self.n_q, device=x.device)
+            # Quantiser dropout on half the examples (SoundStream): the rest use every stage.
+            n_q_ex = torch.full((b,), self.n_q, device=x.device)
+            if self.training:
+                drop = torch.rand(b, device=x.device) < 0.5
+                n_q_ex = torch.where(drop, torch.randint(1, self.n_q + 1, (b,), device=x.device), n_q_ex)
         else:
             n_q_ex = torch.full((b,), n_q, device=x.device)
         zq, self._commit = self.rvq(z, n_q_ex)
@@ -163,7 +166,7 @@ class Codec(nn.Module):
         stayed near silence after 80 steps), SI-SDR gets the waveform in tens of steps and the
         spectral term sets the level that SI-SDR ignores."""
         from ..train.losses import enhancement_loss
-        return enhancement_loss(est, ref) + self._commit
+        return enhancement_loss(est, ref, stft_weight=1.0) + self._commit
 
     def validation_forward(self, x: torch.Tensor) -> torch.Tensor:
         return self(x, n_q=self.bitrate_to_nq(3.0))

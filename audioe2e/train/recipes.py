@@ -34,7 +34,7 @@ RECIPES: dict[str, Recipe] = {
                                 batch=16, seconds=3.0),
     "enhancer-tiny-dense": Recipe("enhancer-tiny-dense", "enhance", dict(arch="tiny_enhancer", frontend="dense"),
                                   batch=16, seconds=3.0),
-    "codec": Recipe("codec", "codec", dict(arch="codec"), batch=8, seconds=2.0, lr=5e-4),
+    "codec": Recipe("codec", "codec", dict(arch="codec"), batch=8, seconds=2.0, lr=1e-3),
 }
 
 

@@ -96,3 +96,12 @@ def test_codec_bitrates():
     c = Codec(CodecConfig())
     assert [c.bitrate_to_nq(k) for k in (1.5, 3, 6)] == [3, 6, 12]
     assert c.latency / c.sample_rate * 1000 <= 40
+
+
+def test_separator_outputs_are_brought_to_the_mixture_level():
+    from audioe2e.nets.masknet import match_mixture_level
+    x = torch.randn(2, 4000) * 0.1
+    y = torch.stack([x * 0.3, x * 0.7], 1) * 50.0  # right balance, arbitrary (loud) level
+    out = match_mixture_level(x, y)
+    assert torch.allclose(out.sum(1), x, atol=1e-5)
+    assert torch.allclose(out[:, 0] / out[:, 1], y[:, 0] / y[:, 1], atol=1e-4)

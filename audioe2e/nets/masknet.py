@@ -81,9 +81,21 @@ class MaskNet(nn.Module):
         dev = torch.device(device)
 
         def run(x):
-            return self(x.to(dev)).cpu()
+            y = self(x.to(dev)).cpu()
+            return match_mixture_level(x, y) if self.task == "separate" else y
 
         s = OverlapAddStreamer(run, chunk, overlap, align=align_sources if self.n_src > 1 else None)
         if self.task == "enhance" and (atten_lim_db is not None or wet is not None):
             s = DryWetStreamer(s, wet=1.0 if wet is None else wet, atten_lim_db=atten_lim_db)
         return s
+
+
+def match_mixture_level(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Scale separated sources y [C, S, T] so their sum best matches the mixture x [C, T].
+
+    Why: PIT on SI-SDR leaves the output level arbitrary (outputs clipped without this);
+    one least-squares gain per window and channel restores the input's level without
+    changing the balance between speakers. Deterministic per window, so chunk-independent."""
+    total = y.sum(1)
+    gain = (x * total).sum(-1) / (total.pow(2).sum(-1) + 1e-8)
+    return y * gain.clamp(0.0, 100.0)[:, None, None]

@@ -14,7 +14,7 @@ def run_cmd(
     recipe: str = typer.Argument(..., help="separator | separator-stft | enhancer | enhancer-tiny | "
                                  "enhancer-tiny-fft | enhancer-tiny-dense | codec"),
     corpus: Path = typer.Option(Path("corpus"), help="corpus folder with manifest.jsonl"),
-    run: Path = typer.Option(..., help="run folder: checkpoints and log.jsonl"),
+    run: Path = typer.Option(..., "--run", "--run-dir", help="run folder: checkpoints and log.jsonl (--run-dir under torchrun, whose own options swallow --run)"),
     steps: int = typer.Option(20000, help="train until this many steps"),
     resume: bool = typer.Option(False, help="continue from RUN/last.safetensors"),
     device: str = typer.Option("cpu"),

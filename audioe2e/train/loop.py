@@ -113,7 +113,8 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
         raise FileExistsError(f"{run} already has a checkpoint: pass --resume to continue it")
     net = model
     if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model)
+        # The TCN's last residual conv feeds nothing (only its skip output is used).
+        net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
     loss_fn = loss_for(recipe.task, model)
     mixer = Mixer(Corpus(corpus, "train"), seconds)
     val = load_valset(corpus, recipe.task) if rank == 0 else None

@@ -36,8 +36,8 @@ def export_run(run: Path, name: str, models_dir: Path, corpus: Path | None = Non
     path = models_dir / f"{name}.safetensors"
     sha = save_weights(path, model.state_dict(), config, out_meta)
     log = [json.loads(l) for l in (run / "log.jsonl").read_text().splitlines() if l.strip()]
-    # A {"note": ...} line marks a discontinuity (e.g. valsets rewritten): history starts after it.
-    notes = [i for i, r in enumerate(log) if "note" in r]
+    # A {"note": "...valsets rewritten..."} line marks a change of valset: history starts after it.
+    notes = [i for i, r in enumerate(log) if "valset" in r.get("note", "")]
     vals = [r for r in log[(notes[-1] + 1 if notes else 0):] if "val" in r]
     card = {
         "name": name, "task": MODEL_NAMES[name], "config": config, **out_meta,

@@ -27,7 +27,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from .audio import BLOCK, AudioError, AudioWriter, open_reader, output_subtype
+from .audio import first_and_rest, BLOCK, AudioError, AudioWriter, open_reader, output_subtype
 from .inputs import AUDIO_EXTS, Input, UsageError, expand_inputs, plan_outputs
 from .report import FileReport, Progress
 from .resample import ExactLength, Resampler
@@ -169,10 +169,7 @@ def stream_file(inp: Input, outs: list[str], mode: str, model, make_streamer: Ca
 
     with open_reader(inp.path, block) as reader, ExitStack() as stack:
         info = reader.info
-        blocks = reader.blocks()
-        first = next(blocks, None)
-        if first is None:
-            raise AudioError("zero-length audio")
+        first, blocks = first_and_rest(reader)
         mono = separate and mode in ("stdout", "file")  # all speakers in one file
         C = 1 if mono else info.channels
         S = int(model.n_sources) if separate else 1

@@ -127,6 +127,16 @@ def open_reader(path: str, block: int = BLOCK):
     return FileReader(str(p), block)
 
 
+def first_and_rest(reader):
+    """(first block, iterator over the rest) of a reader; zero-length audio is an error here,
+    once, for every verb that streams a file."""
+    blocks = reader.blocks()
+    first = next(blocks, None)
+    if first is None:
+        raise AudioError("zero-length audio")
+    return first, blocks
+
+
 def temp_path(dest: Path) -> Path:
     """`<dest>.<random>.tmp` in the destination folder, so `os.replace` is atomic."""
     return dest.with_name(f"{dest.name}.{secrets.token_hex(4)}.tmp")

@@ -24,7 +24,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from .api import _prepare, run_batch
-from .audio import BLOCK, AtomicFile, AudioError, AudioWriter, open_reader, output_subtype
+from .audio import first_and_rest, BLOCK, AtomicFile, AudioError, AudioWriter, open_reader, output_subtype
 from .inputs import CODE_EXTS, Input, UsageError
 from .report import FileReport, Progress
 from .resample import ExactLength, Resampler
@@ -53,10 +53,7 @@ def encode_stream(inp: Input, dest: str, codec, n_q: int, device: str, *, progre
 
     with open_reader(inp.path, block) as reader, ExitStack() as stack:
         info = reader.info
-        blocks = reader.blocks()
-        first = next(blocks, None)
-        if first is None:
-            raise AudioError("zero-length audio")
+        first, blocks = first_and_rest(reader)
         f, _ = _binary_out(dest, stack)
         K = int(codec.codebook_size)
         nominal = n_q * math.ceil(math.log2(max(K, 2))) * codec.sample_rate / codec.hop / 1000

@@ -1,0 +1,65 @@
+"""``audioe2e corpus`` sub-commands: build the training corpus, show its summary."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+app = typer.Typer(help="Build the speech + noise training corpus (Debian packages, TTS voices, your folders).",
+                  no_args_is_help=True)
+
+
+@app.callback()
+def _main() -> None:
+    """Build the speech + noise training corpus."""
+
+
+def print_summary(summary: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    t = Table(title=f"corpus: {summary['files']} files, {summary['total_hours']:.2f} h")
+    for c in ("split", "kind", "speakers", "files", "hours"):
+        t.add_column(c, justify="left" if c in ("split", "kind") else "right")
+    for r in summary["splits"]:
+        t.add_row(r["split"], r["kind"], str(r["speakers"]), str(r["files"]), f"{r['hours']:.2f}")
+    Console().print(t)
+
+
+@app.command()
+def build(
+    out: Path = typer.Option(Path("corpus"), "--out", "-o", help="Corpus folder (created; resumed if it exists)."),
+    speech: Optional[List[Path]] = typer.Option(None, "--speech", help="Folder of speech; speaker = first sub-folder (repeatable)."),
+    noise: Optional[List[Path]] = typer.Option(None, "--noise", help="Folder of noise files (repeatable)."),
+    install: bool = typer.Option(True, "--install/--no-install", help="apt-get install missing Debian packages (as root)."),
+    debian: bool = typer.Option(True, "--debian/--no-debian", help="Use the Debian packages and TTS voices (else only your folders)."),
+    espeak_minutes: float = typer.Option(30.0, help="Minutes of espeak-ng speech (many voices)."),
+    flite_minutes: float = typer.Option(10.0, help="Minutes of flite + festival speech."),
+    kokoro_minutes: float = typer.Option(20.0, help="Minutes of Kokoro-82M speech (~1x real time to make on one core)."),
+    seed: int = typer.Option(0, help="Seed of the synthetic voices and texts."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Decode, trim and split all sources into OUT/{speech,noise}; write OUT/manifest.jsonl and OUT/summary.json."""
+    from .build import build_corpus
+    for d in (speech or []) + (noise or []):
+        if not d.is_dir():
+            raise typer.BadParameter(f"not a folder: {d}")
+    summary = build_corpus(out, speech or (), noise or (), install=install, kokoro_minutes=kokoro_minutes,
+                           espeak_minutes=espeak_minutes, flite_minutes=flite_minutes, seed=seed, debian=debian)
+    if as_json:
+        print(json.dumps(summary, indent=1))
+    else:
+        print_summary(summary)
+
+
+@app.command()
+def summary(out: Path = typer.Option(Path("corpus"), "--out", "-o", help="Corpus folder."),
+            as_json: bool = typer.Option(False, "--json")) -> None:
+    """Print the summary of an existing corpus (from OUT/manifest.jsonl)."""
+    from .manifest import summarize
+    man = out / "manifest.jsonl"
+    if not man.is_file():
+        raise typer.BadParameter(f"no manifest in {out}; run `corpus build` first")
+    s = summarize([json.loads(l) for l in man.read_text().splitlines() if l.strip()])
+    print(json.dumps(s, indent=1)) if as_json else print_summary(s)

@@ -196,7 +196,7 @@ def test_codec_stage_truncation_roundtrip():
     from audioe2e.bench import ours
     from audioe2e.nets.codec import Codec, CodecConfig
     torch.manual_seed(0)
-    codec = Codec(CodecConfig(channels=4, dim=16, codebook_size=16, n_q=4, context_frames=2)).eval()
+    codec = Codec(CodecConfig(channels=8, n_filters=32, dim=16, codebook_size=16, n_q=4)).eval()
     codec.model_name, codec.weights_sha256 = "test", "0" * 64
     x = speechlike(0.5)
     with torch.inference_mode():

@@ -81,15 +81,30 @@ def test_codec_streaming_equals_whole_signal():
     c = Codec(CodecConfig()).eval()
     x = torch.randn(1, 16000) * 0.1
     n_q = c.bitrate_to_nq(3.0)
-    padded = torch.nn.functional.pad(x, (0, (-x.shape[-1]) % c.hop))
+    t = x.shape[-1] + c.delay
+    padded = torch.nn.functional.pad(x, (0, c.delay + (-t) % c.hop))
     with torch.no_grad():
         codes = c.encode_frames(padded, n_q)[0]
-        y = c.decode_frames(codes.unsqueeze(0))[0]
+        y = c.decode_frames(codes.unsqueeze(0))[0, c.delay:]  # aligned with x
     got_codes = stream(c.make_encoder(n_q), x, [1, 999, 4000])
     assert torch.equal(got_codes, codes)
     got = stream(c.make_decoder(n_q), got_codes, [1, 3, 17])
-    assert got.shape[-1] == codes.shape[-1] * c.hop
+    assert got.shape[-1] == codes.shape[-1] * c.hop - c.delay >= x.shape[-1]
     assert torch.allclose(got[0], y, atol=1e-5)
+    with torch.no_grad():  # training forward: same function, aligned, once past the zero start
+        k = c.context * c.hop
+        assert torch.allclose(c(x, n_q)[0, k:], y[k:x.shape[-1]], atol=1e-4)
+
+
+def test_codec_transform_starts_as_perfect_reconstruction():
+    """Before training, the learned synthesis inverts the learned analysis (DFT/pinv init),
+    with exactly the `delay` the codec declares."""
+    c = Codec(CodecConfig())
+    x = torch.randn(1, 3200)
+    with torch.no_grad():
+        y = c.decoder[-1](c.encoder[0](x.unsqueeze(1))).squeeze(1)
+    d = c.delay
+    assert torch.allclose(y[:, d:], x[:, :x.shape[-1] - d], atol=1e-4)
 
 
 def test_codec_bitrates():

@@ -22,6 +22,8 @@ def run_cmd(
     batch: Optional[int] = typer.Option(None), seconds: Optional[float] = typer.Option(None),
     lr: Optional[float] = typer.Option(None), val_every: int = typer.Option(500),
     ckpt_minutes: float = typer.Option(5.0), seed: int = typer.Option(0),
+    init_from: Optional[Path] = typer.Option(None, help="warm start a new run from these weights "
+                                             "(tensors whose name and shape match)"),
 ):
     """Train (or continue) a recipe. Under `torchrun --nproc_per_node N` it runs DDP."""
     import torch
@@ -35,7 +37,8 @@ def run_cmd(
         typer.echo(f"error: {corpus}/manifest.jsonl not found (build it with `audioe2e corpus build`)", err=True)
         raise typer.Exit(2)
     best = train(get_recipe(recipe), corpus, run, steps, resume=resume, device=device, ckpt_minutes=ckpt_minutes,
-                 val_every=val_every, batch=batch, seconds=seconds, lr=lr, seed=seed)
+                 val_every=val_every, batch=batch, seconds=seconds, lr=lr, seed=seed,
+                 init_from=init_from)
     typer.echo(f"done: best {best}", err=True)
 
 

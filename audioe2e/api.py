@@ -229,6 +229,16 @@ def _prepare(model, name: str, device: str, threads: Optional[int]):
     return model, device
 
 
+def stamp(reports: list[FileReport], model, device: str) -> list[FileReport]:
+    """Name the model (and its weights hash) and the device in every file's report, so a
+    `--json` report says which weights produced which file."""
+    who = {"model": str(getattr(model, "model_name", type(model).__name__)),
+           "model_sha256": str(getattr(model, "weights_sha256", "")), "device": str(device)}
+    for r in reports:
+        r.extra.update(who)
+    return reports
+
+
 def run_enhance(inputs: Sequence[str | Input], output: Optional[str] = None, model=None, *,
                 tiny: bool = False, atten_lim_db: Optional[float] = None,
                 wet: Optional[float] = None, device: str = "cpu", threads: Optional[int] = None,
@@ -243,7 +253,7 @@ def run_enhance(inputs: Sequence[str | Input], output: Optional[str] = None, mod
     def process(inp, outs, mode):
         return stream_file(inp, outs, mode, model, lambda: model.make_streamer(device, **kw),
                            subtype=subtype, clip=clip, progress=progress, block=block)
-    return run_batch("enhance", inputs, output, process, **batch)
+    return stamp(run_batch("enhance", inputs, output, process, **batch), model, device)
 
 
 def run_separate(inputs: Sequence[str | Input], output: Optional[str] = None, model=None, *,
@@ -260,7 +270,8 @@ def run_separate(inputs: Sequence[str | Input], output: Optional[str] = None, mo
         return stream_file(inp, outs, mode, model, lambda: model.make_streamer(device, **kw),
                            separate=True, subtype=subtype, clip=clip, progress=progress,
                            block=block)
-    return run_batch("separate", inputs, output, process, n_sources=int(model.n_sources), **batch)
+    return stamp(run_batch("separate", inputs, output, process, n_sources=int(model.n_sources), **batch),
+                 model, device)
 
 
 def _single(reports: list[FileReport]) -> FileReport:

@@ -23,7 +23,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .api import _prepare, run_batch
+from .api import _prepare, run_batch, stamp
 from .audio import first_and_rest, BLOCK, AtomicFile, AudioError, AudioWriter, open_reader, output_subtype
 from .inputs import CODE_EXTS, Input, UsageError
 from .report import FileReport, Progress
@@ -165,7 +165,7 @@ def run_encode(inputs: Sequence[str | Input], output: Optional[str] = None, code
 
     def process(inp, outs, mode):
         return encode_stream(inp, outs[0], codec, n_q, device, progress=progress, block=block)
-    return run_batch("encode", inputs, output, process, **batch)
+    return stamp(run_batch("encode", inputs, output, process, **batch), codec, device)
 
 
 def run_decode(inputs: Sequence[str | Input], output: Optional[str] = None, codec=None, *,
@@ -178,7 +178,7 @@ def run_decode(inputs: Sequence[str | Input], output: Optional[str] = None, code
     def process(inp, outs, mode):
         return decode_stream(inp, outs[0], codec, device, conceal=conceal, subtype=subtype,
                              clip=clip, progress=progress)
-    return run_batch("decode", inputs, output, process, exts=CODE_EXTS, **batch)
+    return stamp(run_batch("decode", inputs, output, process, exts=CODE_EXTS, **batch), codec, device)
 
 
 def encode_file(src: str, dst: str, codec=None, **kw) -> FileReport:

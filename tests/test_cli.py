@@ -105,7 +105,8 @@ def test_cli_batch_json_and_skip(invoke, tmp_path, wav):
     assert (rep["ok"], rep["failed"]) == (2, 1)
     f = rep["files"][0]
     assert set(f) >= {"input", "outputs", "duration_s", "seconds", "realtime_factor",
-                      "clipped", "status", "error"}
+                      "clipped", "status", "error", "model", "model_sha256", "device"}
+    assert (f["model"], f["device"]) == ("fake-enhancer", "cpu")
     assert f["outputs"] == [str(out / "a.wav")] and f["duration_s"] == 0.5
     assert "c.wav" in res.stderr
     res = invoke(["enhance", a, b, "-o", out, "--skip-existing", "--json"])

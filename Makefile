@@ -3,7 +3,7 @@ PY ?= python3
 PIP = $(PY) -m pip
 OUT ?= out
 
-.PHONY: setup run test bench corpus train-separator train-enhancer-tiny clean
+.PHONY: setup run test bench corpus clean
 
 # torch==2.13.0 is the CPU wheel; installed first so the package's range (torch>=2.1) is
 # already satisfied and pip never pulls a multi-GB CUDA build. A CUDA torch already
@@ -31,11 +31,12 @@ bench: setup
 corpus: setup
 	$(PY) -m audioe2e corpus build --out corpus
 
-train-separator:
-	nohup $(PY) -m audioe2e train run separator --corpus corpus --run runs/separator --threads 1 --resume > runs/separator.out 2>&1 &
-
-train-enhancer-tiny:
-	nohup $(PY) -m audioe2e train run enhancer-tiny --corpus corpus --run runs/enhancer-tiny --threads 1 --resume > runs/enhancer-tiny.out 2>&1 &
+# `make train-separator`, `make train-enhancer`, `make train-codec`, … : one background
+# process on one core, resumed from runs/<recipe>/last.safetensors when it exists.
+train-%:
+	mkdir -p runs
+	nohup $(PY) -m audioe2e train run $* --corpus corpus --run runs/$* --threads 1 --resume > runs/$*.out 2>&1 &
+	@echo "training $* in the background: tail -f runs/$*.out"
 
 clean:
 	rm -rf build dist *.egg-info $(OUT) .pytest_cache

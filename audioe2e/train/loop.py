@@ -133,7 +133,7 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
     if world > 1:
         # The TCN's last residual conv feeds nothing (only its skip output is used).
         net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
-    loss_fn = loss_for(recipe.task, model)
+    loss_fn = loss_for(recipe, model)
     mixer = Mixer(Corpus(corpus, "train"), seconds)
     val = load_valset(corpus, recipe.task) if rank == 0 else None
     val_id = valset_id(corpus, recipe.task)

@@ -21,13 +21,16 @@ class Recipe:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+# Enhancement loss: SI-SDR + output level (see losses.enhancement_loss for the measurement).
+_SISDR_LEVEL = {"stft_weight": 0.0, "level_weight": 0.5}
 _MASKNET = dict(arch="masknet", n_filters=256, kernel=128, bottleneck=128, hidden=256, layers=7, repeats=2)
 
 RECIPES: dict[str, Recipe] = {
     "separator": Recipe("separator", "separate", dict(_MASKNET, task="separate", n_src=2), batch=4, seconds=2.0),
     "separator-stft": Recipe("separator-stft", "separate",
                              dict(_MASKNET, task="separate", n_src=2, trainable_frontend=False), batch=4, seconds=2.0),
-    "enhancer": Recipe("enhancer", "enhance", dict(_MASKNET, task="enhance", n_src=1), batch=4, seconds=2.0),
+    "enhancer": Recipe("enhancer", "enhance", dict(_MASKNET, task="enhance", n_src=1), batch=4, seconds=2.0,
+                       extra=_SISDR_LEVEL),
     "enhancer-tiny": Recipe("enhancer-tiny", "enhance", dict(arch="tiny_enhancer", frontend="butterfly"),
                             batch=16, seconds=3.0),
     "enhancer-tiny-fft": Recipe("enhancer-tiny-fft", "enhance", dict(arch="tiny_enhancer", frontend="fft"),
@@ -44,13 +47,14 @@ def get_recipe(name: str) -> Recipe:
     return RECIPES[name]
 
 
-def loss_for(task: str, model) -> Callable:
+def loss_for(recipe: Recipe, model) -> Callable:
     from . import losses
 
-    if task == "separate":
+    if recipe.task == "separate":
         return lambda est, ref: losses.pit_loss(est, ref)
-    if task == "enhance":
-        return lambda est, ref: losses.enhancement_loss(est, ref)
-    if task == "codec":
+    if recipe.task == "enhance":
+        w, lw = recipe.extra.get("stft_weight", 10.0), recipe.extra.get("level_weight", 0.0)
+        return lambda est, ref: losses.enhancement_loss(est, ref, stft_weight=w, level_weight=lw)
+    if recipe.task == "codec":
         return model.training_loss
-    raise ValueError(task)
+    raise ValueError(recipe.task)

@@ -32,11 +32,11 @@ RECIPES: dict[str, Recipe] = {
     "enhancer": Recipe("enhancer", "enhance", dict(_MASKNET, task="enhance", n_src=1), batch=4, seconds=2.0,
                        extra=_SISDR_LEVEL),
     "enhancer-tiny": Recipe("enhancer-tiny", "enhance", dict(arch="tiny_enhancer", frontend="butterfly"),
-                            batch=16, seconds=3.0),
+                            batch=16, seconds=3.0, extra=_SISDR_LEVEL),
     "enhancer-tiny-fft": Recipe("enhancer-tiny-fft", "enhance", dict(arch="tiny_enhancer", frontend="fft"),
-                                batch=16, seconds=3.0),
+                                batch=16, seconds=3.0, extra=_SISDR_LEVEL),
     "enhancer-tiny-dense": Recipe("enhancer-tiny-dense", "enhance", dict(arch="tiny_enhancer", frontend="dense"),
-                                  batch=16, seconds=3.0),
+                                  batch=16, seconds=3.0, extra=_SISDR_LEVEL),
     "codec": Recipe("codec", "codec", dict(arch="codec"), batch=8, seconds=2.0, lr=1e-3),
 }
 

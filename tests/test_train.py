@@ -75,3 +75,33 @@ def test_refuses_to_overwrite_a_run_without_resume(corpus, tmp_path):
     train(recipe, corpus, tmp_path / "r", steps=1, batch=2, seconds=0.5, val_every=1000)
     with pytest.raises(FileExistsError):
         train(recipe, corpus, tmp_path / "r", steps=2, batch=2, seconds=0.5, val_every=1000)
+
+
+def test_export_writes_weights_card_notes_and_manifest(tmp_path):
+    """`train export`: the weights load back by sha256, the card's numbers come from the
+    run's log (validation history, training notes), and the hand-kept notes file survives."""
+    import json
+
+    from audioe2e.checkpoint import save_weights, sha256_file
+    from audioe2e.nets.tiny import TinyConfig, TinyEnhancer
+    from audioe2e.train.export import export_run
+
+    run, models = tmp_path / "run", tmp_path / "models"
+    run.mkdir()
+    models.mkdir()
+    m = TinyEnhancer(TinyConfig())
+    save_weights(run / "best.safetensors", m.state_dict(), m.config_dict(),
+                 {"step": 20, "elapsed": 36.0, "val": {"si_sdr": 9.5, "si_sdri": 2.0, "score": 9.5},
+                  "recipe": "enhancer-tiny"})
+    log = [{"val": {"si_sdr": 9.0, "si_sdri": 1.5, "score": 9.0}, "step": 10},
+           {"note": "loss changed at step 15"},
+           {"val": {"si_sdr": 9.5, "si_sdri": 2.0, "score": 9.5}, "step": 20}]
+    (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
+    (models / "enhancer-tiny.notes.md").write_text("## Bench\n\nmeasured row\n")
+    card = export_run(run, "enhancer-tiny", models, corpus=None)
+    assert card["step"] == 20 and card["metrics"]["val_si_sdri"] == 2.0
+    assert [r["step"] for r in card["val_history"]] == [10, 20]
+    md = (models / "enhancer-tiny.md").read_text()
+    assert "loss changed at step 15" in md and md.rstrip().endswith("measured row")
+    man = json.loads((models / "manifest.json").read_text())
+    assert man["enhancer-tiny"]["sha256"] == sha256_file(models / "enhancer-tiny.safetensors")

@@ -120,3 +120,14 @@ def test_separator_outputs_are_brought_to_the_mixture_level():
     out = match_mixture_level(x, y)
     assert torch.allclose(out.sum(1), x, atol=1e-5)
     assert torch.allclose(out[:, 0] / out[:, 1], y[:, 0] / y[:, 1], atol=1e-4)
+
+
+def test_overlap_add_synthesis_equals_causal_transposed_conv():
+    from audioe2e.nets.causal import CausalConvTranspose, OverlapAddSynthesis
+    torch.manual_seed(0)
+    fast = OverlapAddSynthesis(12, 8)
+    torch.nn.init.normal_(fast.weight)
+    ref = CausalConvTranspose(12, 1, 8, stride=4, bias=False)
+    ref.weight.data.copy_(fast.weight.data)
+    z = torch.randn(2, 12, 9)
+    assert torch.allclose(fast(z), ref(z), atol=1e-5)

@@ -16,9 +16,10 @@ run: setup
 	mkdir -p $(OUT)
 	$(PY) -m audioe2e separate examples/mix.wav -o $(OUT) -f
 	$(PY) -m audioe2e enhance --tiny examples/noisy.wav -o $(OUT)/noisy_tiny.wav -f
-	$(PY) -m audioe2e enhance examples/noisy.wav -o $(OUT)/noisy_enhanced.wav -f || true
-	$(PY) -m audioe2e encode examples/noisy.wav -o $(OUT)/noisy.ae2 -f || true
-	$(PY) -m audioe2e decode $(OUT)/noisy.ae2 -o $(OUT)/noisy_decoded.wav -f || true
+	$(PY) -m audioe2e enhance examples/noisy.wav -o $(OUT)/noisy_enhanced.wav -f
+	$(PY) -m audioe2e encode examples/noisy.wav -o $(OUT)/noisy.ae2 --bitrate 3 -f
+	$(PY) -m audioe2e decode $(OUT)/noisy.ae2 -o $(OUT)/noisy_decoded.wav -f
+	$(PY) -m audioe2e info $(OUT)/noisy.ae2
 	@echo "outputs in $(OUT)/"
 
 test: setup

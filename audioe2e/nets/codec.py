@@ -11,7 +11,8 @@ Here the first and last layers are a DFT-initialised strided conv pair (window 2
 iSTFT head). Frames: 160-sample hop × 2 = 320 samples → 50 code frames/s at 16 kHz; with
 1024-entry codebooks each stage costs 500 bit/s before entropy coding, so 3/6/12 stages
 ≈ 1.5/3/6 kbit/s. Everything is causal: a code frame needs its 320 samples (20 ms), the
-decoder rebuilds the frame from codes up to it, so the algorithmic latency is 20 ms.
+decoder rebuilds the frame from codes up to it, and the synthesis overlap adds half a window
+(10 ms, `delay`), so the algorithmic latency is 30 ms.
 
 Streaming uses a finite receptive field: the networks are defined as running on a signal
 preceded by `context` zeros, so re-running them on (last `context` units + new units) gives

@@ -105,3 +105,25 @@ def test_export_writes_weights_card_notes_and_manifest(tmp_path):
     assert "loss changed at step 15" in md and md.rstrip().endswith("measured row")
     man = json.loads((models / "manifest.json").read_text())
     assert man["enhancer-tiny"]["sha256"] == sha256_file(models / "enhancer-tiny.safetensors")
+
+
+def test_train_cli_rejects_bad_warm_start_in_one_line(tmp_path):
+    """`train run --init-from` with missing or unrelated weights: one line, exit 2, no run
+    folder left behind."""
+    import json
+    import subprocess
+    import sys
+
+    from audioe2e.checkpoint import save_weights
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "manifest.jsonl").write_text(json.dumps({}) + "\n")
+    save_weights(tmp_path / "other.safetensors", {"x": torch.zeros(3)}, {"arch": "none"})
+    for weights in (tmp_path / "missing.safetensors", tmp_path / "other.safetensors"):
+        run = tmp_path / "run"
+        p = subprocess.run([sys.executable, "-m", "audioe2e", "train", "run", "enhancer-tiny",
+                            "--corpus", str(tmp_path / "corpus"), "--run", str(run),
+                            "--init-from", str(weights)], capture_output=True, text=True, timeout=120)
+        assert p.returncode == 2, p.stderr
+        lines = p.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and weights.name in lines[0]
+        assert not run.exists()

@@ -28,7 +28,7 @@ def run_cmd(
     """Train (or continue) a recipe. Under `torchrun --nproc_per_node N` it runs DDP."""
     import torch
 
-    from .loop import train
+    from .loop import WarmStartError, train
     from .recipes import get_recipe
 
     if threads:
@@ -36,9 +36,18 @@ def run_cmd(
     if not (corpus / "manifest.jsonl").is_file():
         typer.echo(f"error: {corpus}/manifest.jsonl not found (build it with `audioe2e corpus build`)", err=True)
         raise typer.Exit(2)
-    best = train(get_recipe(recipe), corpus, run, steps, resume=resume, device=device, ckpt_minutes=ckpt_minutes,
-                 val_every=val_every, batch=batch, seconds=seconds, lr=lr, seed=seed,
-                 init_from=init_from)
+    try:
+        rec = get_recipe(recipe)
+    except KeyError as e:
+        typer.echo(f"error: {e.args[0]}", err=True)
+        raise typer.Exit(2)
+    try:
+        best = train(rec, corpus, run, steps, resume=resume, device=device,
+                     ckpt_minutes=ckpt_minutes, val_every=val_every, batch=batch, seconds=seconds,
+                     lr=lr, seed=seed, init_from=init_from)
+    except (WarmStartError, FileNotFoundError, FileExistsError) as e:  # bad --init-from / --run
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2)
     typer.echo(f"done: best {best}", err=True)
 
 

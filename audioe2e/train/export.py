@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..checkpoint import load_weights, save_weights
 from ..registry import MODEL_NAMES, build_model
+from .loop import model_tensors
 
 
 def export_run(run: Path, name: str, models_dir: Path, corpus: Path | None = None,
@@ -18,8 +19,7 @@ def export_run(run: Path, name: str, models_dir: Path, corpus: Path | None = Non
     if name not in MODEL_NAMES:
         raise ValueError(f"unknown model name '{name}' (known: {', '.join(MODEL_NAMES)})")
     state, config, meta = load_weights(run / f"{which}.safetensors")
-    if which == "last":
-        state = {k[6:]: v for k, v in state.items() if k.startswith("model.")}
+    state = model_tensors(state)
     model = build_model(config)
     model.load_state_dict(state)
     if config.get("arch") == "codec":

@@ -29,6 +29,14 @@ def _dist():
     return rank, world
 
 
+def model_tensors(state: dict) -> dict:
+    """The model's own tensors from a weights file: a training checkpoint prefixes them with
+    `model.` (beside `optim.*`), an exported model file has them bare."""
+    if any(k.startswith("model.") for k in state):
+        return {k[6:]: v for k, v in state.items() if k.startswith("model.")}
+    return state
+
+
 def optimizer_state_tensors(opt: torch.optim.Optimizer) -> tuple[dict, dict]:
     """Flatten Adam state into named tensors + JSON-able scalars (so it fits safetensors)."""
     sd = opt.state_dict()
@@ -55,16 +63,19 @@ def load_optimizer_state(opt, tensors: dict, scalars: dict):
     opt.load_state_dict({"state": state, "param_groups": scalars["param_groups"]})
 
 
+class WarmStartError(ValueError):
+    """--init-from weights that share no tensor (name and shape) with the model."""
+
+
 def warm_start(model, path: Path) -> list[str]:
     """Initialise from another model's weights wherever name and shape match (e.g. the
     enhancer from the separator: same front-end and TCN, only the mask head differs).
     Why: on 2 CPU cores a good start is worth hours of steps. Returns the names copied."""
-    state, _, _ = load_weights(path)
-    state = {k[6:] if k.startswith("model.") else k: v for k, v in state.items()}
+    state = model_tensors(load_weights(path)[0])
     own = model.state_dict()
     copied = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if not copied:
-        raise ValueError(f"{path}: no tensor matches this model (name and shape)")
+        raise WarmStartError(f"{path}: no tensor matches this model (name and shape)")
     own.update(copied)
     model.load_state_dict(own)
     return sorted(copied)
@@ -107,7 +118,6 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
     from .valsets import load_valset, valset_id
 
     rank, world = _dist()
-    run.mkdir(parents=True, exist_ok=True)
     dev = torch.device(device)
     batch = batch or recipe.batch
     seconds = seconds or recipe.seconds
@@ -118,7 +128,7 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
     last = run / "last.safetensors"
     if resume and last.is_file():
         state, config, meta = load_weights(last)
-        model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
+        model.load_state_dict(model_tensors(state))
         load_optimizer_state(opt, {k: v for k, v in state.items() if k.startswith("optim.")}, meta["optim"])
         step, elapsed, best = meta["step"], meta["elapsed"], meta.get("best")
         meta_val_id = meta.get("val_id", "")
@@ -129,6 +139,7 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
         raise FileExistsError(f"{run} already has a checkpoint: pass --resume to continue it")
     elif init_from is not None:
         warm = f"warm start from {init_from}: {len(warm_start(model, init_from))}/{len(model.state_dict())} tensors"
+    run.mkdir(parents=True, exist_ok=True)
     net = model
     if world > 1:
         # The TCN's last residual conv feeds nothing (only its skip output is used).

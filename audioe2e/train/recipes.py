@@ -18,7 +18,7 @@ class Recipe:
     batch: int = 4
     seconds: float = 3.0
     lr: float = 1e-3
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # enhancement loss weights
 
 
 # Enhancement loss: SI-SDR + output level (see losses.enhancement_loss for the measurement).
@@ -53,8 +53,7 @@ def loss_for(recipe: Recipe, model) -> Callable:
     if recipe.task == "separate":
         return lambda est, ref: losses.pit_loss(est, ref)
     if recipe.task == "enhance":
-        w, lw = recipe.extra.get("stft_weight", 10.0), recipe.extra.get("level_weight", 0.0)
-        return lambda est, ref: losses.enhancement_loss(est, ref, stft_weight=w, level_weight=lw)
+        return lambda est, ref: losses.enhancement_loss(est, ref, **recipe.extra)
     if recipe.task == "codec":
         return model.training_loss
     raise ValueError(recipe.task)

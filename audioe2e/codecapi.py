@@ -45,6 +45,22 @@ def _binary_out(dest: str, stack: ExitStack):
     return af.f, af
 
 
+def nominal_kbps(codec, n_q: int) -> float:
+    """Raw bitrate of n_q stages before entropy coding: n_q · ⌈log2 K⌉ bits per frame."""
+    return n_q * math.ceil(math.log2(max(int(codec.codebook_size), 2))) * codec.sample_rate / codec.hop / 1000
+
+
+def ae2_header(codec, n_q: int, orig_rate: int, channels: int, subtype: Optional[str] = None) -> dict:
+    """The `.ae2` header fields for this codec at n_q stages (DESIGN §3)."""
+    header = dict(model=str(codec.model_name), model_sha256=str(codec.weights_sha256),
+                  model_rate=int(codec.sample_rate), orig_rate=int(orig_rate), channels=int(channels),
+                  frame_size=int(codec.hop), n_q=int(n_q), codebook_size=int(codec.codebook_size),
+                  bitrate_kbps=round(nominal_kbps(codec, n_q), 4))
+    if subtype is not None:
+        header["subtype"] = subtype
+    return header
+
+
 def encode_stream(inp: Input, dest: str, codec, n_q: int, device: str, *, progress: bool = False,
                   block: int = BLOCK, quality: str = "HQ") -> dict:
     import torch
@@ -55,13 +71,7 @@ def encode_stream(inp: Input, dest: str, codec, n_q: int, device: str, *, progre
         info = reader.info
         first, blocks = first_and_rest(reader)
         f, _ = _binary_out(dest, stack)
-        K = int(codec.codebook_size)
-        nominal = n_q * math.ceil(math.log2(max(K, 2))) * codec.sample_rate / codec.hop / 1000
-        header = dict(model=str(codec.model_name), model_sha256=str(codec.weights_sha256),
-                      model_rate=int(codec.sample_rate), orig_rate=int(info.rate),
-                      channels=int(info.channels), frame_size=int(codec.hop), n_q=int(n_q),
-                      codebook_size=K, bitrate_kbps=round(nominal, 4),
-                      subtype=output_subtype(info.subtype))
+        header = ae2_header(codec, n_q, int(info.rate), int(info.channels), output_subtype(info.subtype))
         writer = Ae2Writer(f, header, codec.priors(n_q))
         enc = codec.make_encoder(n_q, device)
         up = Resampler(info.rate, codec.sample_rate, 1, quality)

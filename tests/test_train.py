@@ -127,3 +127,24 @@ def test_train_cli_rejects_bad_warm_start_in_one_line(tmp_path):
         lines = p.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and weights.name in lines[0]
         assert not run.exists()
+
+
+def test_ablation_scores_twins_side_by_side(corpus, tmp_path):
+    """Twins differing only in the front-end: one row each, same clips, size and cost counted."""
+    from audioe2e.bench import ablation
+    kw = dict(batch=2, seconds=0.5, val_every=1000, log_every=1)
+    for fe in ("fft", "dense"):
+        train(get_recipe(f"enhancer-tiny-{fe}"), corpus, tmp_path / fe, steps=2, **kw)
+    out = tmp_path / "abl"
+    rc = ablation.main(["--run", f"fft={tmp_path / 'fft'}", "--run", f"dense={tmp_path / 'dense'}",
+                        "--corpus", str(corpus), "--limit", "2", "--out", str(out)])
+    assert rc == 0
+    res = json.loads((out / "ablation.json").read_text())
+    rows = {r["system"]: r for r in res["rows"]}
+    assert set(rows) == {"fft", "dense"} and res["task"] == "enhance"
+    assert all(r["status"] == "ok" and r["n"] == 2 and r["step"] == 2 for r in rows.values())
+    assert rows["dense"]["params"] > rows["fft"]["params"]
+    assert rows["dense"]["mmacs"] > rows["fft"]["mmacs"] > 0
+    assert "| dense |" in (out / "ablation.md").read_text()
+    # a missing run folder is one error line and exit 2
+    assert ablation.main(["--run", f"x={tmp_path / 'nope'}", "--corpus", str(corpus)]) == 2

@@ -9,7 +9,6 @@ output, and the speed bench runs them through the CLI.
 from __future__ import annotations
 
 import io
-import math
 
 import numpy as np
 
@@ -60,6 +59,7 @@ def codec_roundtrips(codec, x: np.ndarray, kbps_list) -> dict:
     import torch
 
     from ..bitstream import Ae2Reader, Ae2Writer
+    from ..codecapi import ae2_header
     nqs = {k: int(codec.bitrate_to_nq(k)) for k in kbps_list}
     with torch.inference_mode():
         enc = codec.make_encoder(max(nqs.values()), "cpu")
@@ -67,12 +67,7 @@ def codec_roundtrips(codec, x: np.ndarray, kbps_list) -> dict:
         codes = np.concatenate([c.numpy() for c in parts if c.ndim == 2], 1)  # empty flush: 1-D
     out = {}
     for k, n_q in nqs.items():
-        K = int(codec.codebook_size)
-        nominal = n_q * math.ceil(math.log2(max(K, 2))) * codec.sample_rate / codec.hop / 1000
-        header = dict(model=str(codec.model_name), model_sha256=str(codec.weights_sha256),
-                      model_rate=int(codec.sample_rate), orig_rate=int(codec.sample_rate),
-                      channels=1, frame_size=int(codec.hop), n_q=n_q, codebook_size=K,
-                      bitrate_kbps=round(nominal, 4))
+        header = ae2_header(codec, n_q, codec.sample_rate, 1)
         buf = io.BytesIO()
         writer = Ae2Writer(buf, header, codec.priors(n_q))
         head = writer.bytes_written

@@ -20,6 +20,8 @@ exactly the whole-signal result (see streaming.ContextStreamer).
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import asdict, dataclass
 
 import torch
@@ -95,7 +97,8 @@ class Codec(nn.Module):
         return self.sample_rate / self.hop
 
     def stage_kbps(self) -> float:
-        return self.frame_rate() * torch.log2(torch.tensor(float(self.codebook_size))).item() / 1000
+        """Raw kbit/s of one stage; the same count as `codecapi.nominal_kbps(codec, 1)`."""
+        return self.frame_rate() * math.ceil(math.log2(max(self.codebook_size, 2))) / 1000
 
     def bitrate_to_nq(self, kbps: float) -> int:
         """Largest number of stages whose raw (pre-entropy) rate is ≤ kbps (at least 1)."""

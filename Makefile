@@ -3,7 +3,7 @@ PY ?= python3
 PIP = $(PY) -m pip
 OUT ?= out
 
-.PHONY: setup run test bench corpus clean
+.PHONY: setup run test bench corpus ablation-tiny clean
 
 # torch==2.13.0 is the CPU wheel; installed first so the package's range (torch>=2.1) is
 # already satisfied and pip never pulls a multi-GB CUDA build. A CUDA torch already
@@ -30,6 +30,7 @@ bench: setup
 	$(PY) -m audioe2e.bench.run --out $(OUT)/bench --quick
 
 corpus: setup
+	$(PIP) install -q -e ".[corpus]"
 	$(PY) -m audioe2e corpus build --out corpus
 
 # `make train-separator`, `make train-enhancer`, `make train-codec`, … : one background
@@ -38,6 +39,17 @@ train-%:
 	mkdir -p runs
 	nohup $(PY) -m audioe2e train run $* --corpus corpus --run runs/$* --threads 1 --resume > runs/$*.out 2>&1 &
 	@echo "training $* in the background: tail -f runs/$*.out"
+
+# Front-end ablation of the tiny enhancer: the three twins (butterfly, fixed FFT, dense DFT)
+# trained from scratch with the same recipe, data, seed and ABL_STEPS steps, one after the
+# other on one core (resumable), then scored side by side on the validation clips.
+ABL_STEPS ?= 2500
+ablation-tiny:
+	$(PY) -m audioe2e train run enhancer-tiny --corpus corpus --run runs/ablation-tiny/butterfly --steps $(ABL_STEPS) --threads 1 --resume
+	$(PY) -m audioe2e train run enhancer-tiny-fft --corpus corpus --run runs/ablation-tiny/fft --steps $(ABL_STEPS) --threads 1 --resume
+	$(PY) -m audioe2e train run enhancer-tiny-dense --corpus corpus --run runs/ablation-tiny/dense --steps $(ABL_STEPS) --threads 1 --resume
+	$(PY) -m audioe2e.bench.ablation --corpus corpus --out $(OUT)/ablation-tiny --jobs 2 \
+		--run butterfly=runs/ablation-tiny/butterfly --run fft=runs/ablation-tiny/fft --run dense=runs/ablation-tiny/dense
 
 clean:
 	rm -rf build dist *.egg-info $(OUT) .pytest_cache

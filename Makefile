@@ -27,6 +27,10 @@ test: setup
 
 bench: setup
 	$(PIP) install -q -e ".[bench]"
+	@# the codec peers (Opus, Codec 2) are Debian tools: installed when root, else their rows say so
+	@command -v opusenc >/dev/null && command -v c2enc >/dev/null || \
+		{ [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends opus-tools codec2 >/dev/null; } || \
+		echo "opus-tools/codec2 not installed: apt-get install opus-tools codec2"
 	$(PY) -m audioe2e.bench.run --out $(OUT)/bench --quick
 
 corpus: setup

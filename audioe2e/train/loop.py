@@ -124,7 +124,7 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
     torch.manual_seed(seed)  # same initial weights for the same seed (resume overrides them)
     model = build_model(dict(recipe.config)).to(dev)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr or recipe.lr)
-    step, elapsed, best, meta_val_id, warm = 0, 0.0, None, None, None
+    step, elapsed, best, meta_val_id, warm, lr_note = 0, 0.0, None, None, None, None
     last = run / "last.safetensors"
     if resume and last.is_file():
         state, config, meta = load_weights(last)
@@ -132,7 +132,8 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
         load_optimizer_state(opt, {k: v for k, v in state.items() if k.startswith("optim.")}, meta["optim"])
         step, elapsed, best = meta["step"], meta["elapsed"], meta.get("best")
         meta_val_id = meta.get("val_id", "")
-        if lr:
+        if lr and any(g["lr"] != lr for g in opt.param_groups):
+            lr_note = f"learning rate {opt.param_groups[0]['lr']:g} -> {lr:g} from step {step}"
             for g in opt.param_groups:
                 g["lr"] = lr
     elif last.is_file():
@@ -148,7 +149,8 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
     mixer = Mixer(Corpus(corpus, "train"), seconds)
     val = load_valset(corpus, recipe.task) if rank == 0 else None
     val_id = valset_id(corpus, recipe.task)
-    if meta_val_id is not None and meta_val_id != val_id:
+    valset_changed = meta_val_id is not None and meta_val_id != val_id
+    if valset_changed:
         best = None  # a rewritten valset: old scores are not comparable
     log = open(run / "log.jsonl", "a") if rank == 0 else None
 
@@ -168,6 +170,10 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
 
     if warm and rank == 0:
         emit({"note": warm})
+    if lr_note and rank == 0:
+        emit({"note": lr_note})
+    if valset_changed and rank == 0:  # export starts the card's validation history after this note
+        emit({"note": f"valsets rewritten ({meta_val_id} -> {val_id}: corpus rebuilt); resumed, best reset"})
     last_ckpt = time.time()
     running = []
     while step < steps:

@@ -5,8 +5,9 @@ One run measures audioe2e and its peers side by side on the fixed validation set
 the shipped models, and writes `OUT/results.md` (also printed on stdout) and
 `OUT/results.json` (every number, per-clip values included). Progress goes to stderr.
 
-Flags: `--quick` skips the 10-minute speed runs; `--dnsmos` adds DNSMOS OVRL (slow: ~20 s
-start-up, then ~0.1 s per clip and system); `--limit N` uses the first N clips of each set;
+Flags: `--quick` skips the 10-minute speed runs; `--dnsmos` adds DNSMOS OVRL (slow: ~50 s
+start-up, then 2–4 s per clip and system on one busy core; `--dnsmos-systems A,B` limits it to
+systems whose name contains A or B); `--limit N` uses the first N clips of each set;
 `--codec-clips N` clips per codec condition (default 24; 0 = all); `--jobs N` computes the
 metrics in N processes; `--sections` picks any of enhance,separate,codec,speed. On 2 cores
 without DNSMOS and with --quick, expect ~10 min for the 48-clip sets.
@@ -102,6 +103,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="bench_results", type=Path, help="Output folder.")
     ap.add_argument("--quick", action="store_true", help="Skip the 10-minute speed runs.")
     ap.add_argument("--dnsmos", action="store_true", help="Add DNSMOS OVRL (slow).")
+    ap.add_argument("--dnsmos-systems", default="", metavar="A,B",
+                    help="With --dnsmos: only systems whose name contains one of these (comma list).")
     ap.add_argument("--limit", type=int, default=None, help="First N clips of each valset.")
     ap.add_argument("--codec-clips", type=int, default=24,
                     help="Clips per codec condition (0: all; the codec section is the slowest).")
@@ -111,6 +114,7 @@ def main(argv=None) -> int:
     ap.add_argument("--sections", default=",".join(SECTIONS), help="Comma list of " + ",".join(SECTIONS))
     ap.add_argument("--speed-repeats", type=int, default=3, help="Runs per 10 s speed setting (median).")
     a = ap.parse_args(argv)
+    only = tuple(p.strip() for p in a.dnsmos_systems.split(",") if p.strip())
     sections = [s.strip() for s in a.sections.split(",") if s.strip()]
     bad = [s for s in sections if s not in SECTIONS]
     if bad:
@@ -121,20 +125,20 @@ def main(argv=None) -> int:
     res: dict = {"meta": {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.platform(),
                           "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                           "torch": torch.__version__, "valsets": str(vroot), "quick": a.quick,
-                          "dnsmos": a.dnsmos, "limit": a.limit, "codec_clips": a.codec_clips, "peers": tasks.peers.status()}}
+                          "dnsmos": a.dnsmos, "dnsmos_systems": list(only), "limit": a.limit, "codec_clips": a.codec_clips, "peers": tasks.peers.status()}}
     md = [f"# audioe2e bench\n\n{res['meta']['date']}, {res['meta']['machine']}, {res['meta']['cpus']} CPUs, "
           f"torch {torch.__version__}; valsets {vroot}\n"]
     for s in sections:
         ts = time.perf_counter()
         try:
             if s == "enhance":
-                res[s] = tasks.enhance(valset(vroot, a.corpus, "enhance"), a.limit, a.dnsmos, log, a.jobs)
+                res[s] = tasks.enhance(valset(vroot, a.corpus, "enhance"), a.limit, a.dnsmos, log, a.jobs, only)
                 md.append(_enhance_md(res[s]))
             elif s == "separate":
                 res[s] = tasks.separate(valset(vroot, a.corpus, "separate"), a.limit, log, a.jobs)
                 md.append(_separate_md(res[s]))
             elif s == "codec":
-                res[s] = tasks.codec(valset(vroot, a.corpus, "enhance"), a.codec_clips or a.limit, a.dnsmos, log, a.jobs)
+                res[s] = tasks.codec(valset(vroot, a.corpus, "enhance"), a.codec_clips or a.limit, a.dnsmos, log, a.jobs, only)
                 md.append(_codec_md(res[s]))
             elif s == "speed":
                 from .speed import cli_speed

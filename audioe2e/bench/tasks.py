@@ -83,6 +83,14 @@ def _peer(fn: Callable) -> Callable:
     return lambda: fn
 
 
+def with_mets(items: list[dict], name: str, mets: list[str], dnsmos_only: tuple[str, ...] = ()) -> list[dict]:
+    """The items with the metrics for system `name`: DNSMOS (slow: seconds per clip on a CPU
+    core) only for the systems whose name contains one of `dnsmos_only`, when that is given."""
+    if "dnsmos" in mets and dnsmos_only and not any(p in name for p in dnsmos_only):
+        mets = [m for m in mets if m != "dnsmos"]
+    return [dict(it, mets=mets) for it in items]
+
+
 def eval_enhance(it: dict, est: np.ndarray) -> dict:
     return {**M.score(it["target"], est, RATE, it["mets"], mix=it["input"]), "snr_db": it.get("snr_db")}
 
@@ -101,9 +109,9 @@ def eval_codec(it: dict, res: tuple) -> dict:
 
 
 # ----------------------------------------------------------------------------- enhancement
-def enhance(d: Path, limit=None, dnsmos=False, log=print, jobs=1) -> dict:
+def enhance(d: Path, limit=None, dnsmos=False, log=print, jobs=1, dnsmos_only: tuple[str, ...] = ()) -> dict:
     mets = ["pesq_wb", "stoi", "si_sdr", "si_sdri"] + (["dnsmos"] if dnsmos else [])
-    items = [dict(it, mets=mets) for it in load_items(d, ("input", "target"), limit)]
+    items = load_items(d, ("input", "target"), limit)
     systems = [
         ("noisy input (no processing)", _peer(lambda it: it["input"])),
         ("audioe2e enhancer-tiny", _model("enhancer-tiny", ours.enhance)),
@@ -118,7 +126,7 @@ def enhance(d: Path, limit=None, dnsmos=False, log=print, jobs=1) -> dict:
         systems.insert(2, ("audioe2e enhancer-tiny, dense DFT twin", _model("enhancer-tiny-dense", ours.enhance)))
 
     log(f"enhancement: {len(items)} clips")
-    rows = [run_system(n, s, items, eval_enhance, log, jobs) for n, s in systems]
+    rows = [run_system(n, s, with_mets(items, n, mets, dnsmos_only), eval_enhance, log, jobs) for n, s in systems]
     snrs = sorted({it["snr_db"] for it in items if it.get("snr_db") is not None})
     for r in rows:
         if r["status"] == "ok":
@@ -169,7 +177,8 @@ def _ours_codec(kbps: float, cache: dict) -> Callable:
     return setup
 
 
-def codec(d: Path, clips: int | None = 24, dnsmos=False, log=print, jobs=1) -> dict:
+def codec(d: Path, clips: int | None = 24, dnsmos=False, log=print, jobs=1,
+          dnsmos_only: tuple[str, ...] = ()) -> dict:
     """Clean condition: the first `clips` clean targets; noisy: the first `clips` inputs at
     0–15 dB SNR. Every system is scored against the clean target."""
     mets = ["pesq_wb", "pesq_nb", "stoi", "si_sdr"] + (["dnsmos"] if dnsmos else [])
@@ -180,7 +189,7 @@ def codec(d: Path, clips: int | None = 24, dnsmos=False, log=print, jobs=1) -> d
     for cond, sel, key in (("clean", items[:clips] if clips else items, "target"),
                            ("noisy", noisy[:clips] if clips else noisy, "input")):
         log(f"codec on {cond} input: {len(sel)} clips")
-        conds = [{**it, "input": it[key], "cond": cond, "mets": mets} for it in sel]
+        conds = [{**it, "input": it[key], "cond": cond} for it in sel]
         systems = [("uncoded input", _peer(lambda it: (it["input"], None, None)))] if cond == "noisy" else []
         systems += [(f"Opus {k} kbit/s", _peer(lambda it, k=k: peers.opus(it["input"], RATE, k))) for k in (6, 8, 12)]
         systems += [(f"Codec 2 {b} bit/s", _peer(lambda it, b=b: peers.codec2(it["input"], RATE, b)))
@@ -188,7 +197,7 @@ def codec(d: Path, clips: int | None = 24, dnsmos=False, log=print, jobs=1) -> d
         systems += [(f"audioe2e codec {k:g} kbit/s", _ours_codec(k, cache)) for k in OURS_KBPS]
         rows = []
         for name, setup in systems:
-            r = run_system(name, setup, conds, eval_codec, log, jobs)
+            r = run_system(name, setup, with_mets(conds, name, mets, dnsmos_only), eval_codec, log, jobs)
             if r["status"] == "ok" and r["clips"][0]["bytes"] is not None:
                 secs = sum(len(it["input"]) for it in conds) / RATE
                 r["kbps_file"] = sum(c["bytes"] for c in r["clips"]) * 8 / secs / 1000

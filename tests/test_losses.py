@@ -48,3 +48,33 @@ def test_enhancement_loss_level_term_catches_what_si_sdr_ignores():
     with_level = enhancement_loss(0.5 * ref, ref, stft_weight=0.0, level_weight=1.0)
     assert torch.isclose(with_level - plain, torch.tensor(6.0206), atol=1e-3)
     assert enhancement_loss(ref, ref, stft_weight=0.0, level_weight=1.0) < with_level
+
+
+def test_compressed_spectral_loss_orders_estimates_and_has_finite_gradients():
+    """Zero for a perfect estimate, larger for a noisier one, independent of the example's
+    level (both scaled by the reference RMS), and finite gradients even for an all-zero
+    estimate and digitally silent reference regions (where a log-magnitude loss blows up)."""
+    from audioe2e.train.losses import compressed_spectral_loss
+    torch.manual_seed(0)
+    ref = 0.1 * torch.randn(2, 8000)
+    ref[:, :2000] = 0.0
+    close = ref + 0.01 * torch.randn_like(ref)
+    far = ref + 0.1 * torch.randn_like(ref)
+    assert compressed_spectral_loss(ref, ref).item() < 1e-6
+    assert compressed_spectral_loss(close, ref) < compressed_spectral_loss(far, ref)
+    assert math.isclose(compressed_spectral_loss(100 * far, 100 * ref).item(),
+                        compressed_spectral_loss(far, ref).item(), rel_tol=1e-3)
+    assert compressed_spectral_loss(0.5 * ref, ref) > 0.01  # a level error counts
+    for complex_share in (0.0, 0.3):
+        est = torch.zeros(2, 8000, requires_grad=True)
+        compressed_spectral_loss(est, ref, complex_share=complex_share).backward()
+        assert torch.isfinite(est.grad).all()
+
+
+def test_compressed_term_is_phase_blind_only_without_complex_share():
+    """A phase-inverted estimate has identical magnitudes: the magnitude-only form (the
+    codec's) ignores it, the phase-aware form (the enhancers') does not."""
+    from audioe2e.train.losses import compressed_spectral_loss
+    ref = 0.1 * torch.randn(1, 8000)
+    assert compressed_spectral_loss(-ref, ref, complex_share=0.0).item() < 1e-6
+    assert compressed_spectral_loss(-ref, ref, complex_share=0.3).item() > 0.1

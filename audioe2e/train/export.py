@@ -43,7 +43,8 @@ def export_run(run: Path, name: str, models_dir: Path, corpus: Path | None = Non
         "name": name, "task": MODEL_NAMES[name], "config": config, **out_meta,
         "total_steps_trained": last_meta.get("step"), "batch": last_meta.get("batch"),
         "segment_seconds": last_meta.get("seconds"),
-        "metrics": {f"val_{k}": round(v, 3) for k, v in (meta.get("val") or {}).items()},
+        "metrics": {f"val_{k}": round(v, 3) if isinstance(v, float) else v
+                    for k, v in (meta.get("val") or {}).items()},
         "val_history": [{"step": r["step"], **r["val"]} for r in vals],
         "training_notes": [r["note"] for r in log if "note" in r],
     }
@@ -70,10 +71,11 @@ def card_markdown(card: dict, notes: str = "") -> str:
              f"{card.get('train_hours')} h of training-process time, batch {card.get('batch')} × "
              f"{card.get('segment_seconds')} s",
              "", "## Validation (fixed on-disk valset of unseen speakers; SI-SDR in dB)", "",
-             "| step | SI-SDR | SI-SDRi | MR-STFT distance |", "|---:|---:|---:|---:|"]
+             "| step | SI-SDR | SI-SDRi | MR-STFT distance | PESQ-WB |", "|---:|---:|---:|---:|---:|"]
     for r in card.get("val_history", []):
         mr = f"{r['mrstft']:.3f}" if "mrstft" in r else "–"
-        lines.append(f"| {r['step']} | {r['si_sdr']:.2f} | {r['si_sdri']:.2f} | {mr} |")
+        pq = f"{r['pesq_wb']:.2f}" if "pesq_wb" in r else "–"
+        lines.append(f"| {r['step']} | {r['si_sdr']:.2f} | {r['si_sdri']:.2f} | {mr} | {pq} |")
     if card.get("training_notes"):
         lines += ["", "Training log notes (in order):", ""] + [f"- {n}" for n in card["training_notes"]]
     data = card.get("data")

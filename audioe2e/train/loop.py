@@ -81,10 +81,24 @@ def warm_start(model, path: Path) -> list[str]:
     return sorted(copied)
 
 
+def _mean_pesq_wb(est: torch.Tensor, ref: torch.Tensor):
+    """Mean wide-band PESQ over [N, T] clips, or None without the `pesq` package."""
+    import math
+
+    from ..metrics.perceptual import available, pesq_wb
+    if not available("pesq_wb"):
+        return None
+    vals = [pesq_wb(r.numpy(), e.numpy()) for e, r in zip(est, ref)]
+    vals = [v for v in vals if v is not None and not math.isnan(v)]
+    return sum(vals) / len(vals) if vals else None
+
+
 def evaluate(model, task: str, val) -> dict:
-    """Mean SI-SDR and its improvement over the input on the fixed valset, and `score`
-    (higher is better) that picks the best checkpoint: SI-SDR, or for the codec, whose
-    output need not be phase-aligned, minus the multi-resolution STFT distance."""
+    """Mean SI-SDR and its improvement over the input on the fixed valset, PESQ-WB for the
+    enhancers and the codec, and `score` (higher is better, its kind in `score_kind`) that
+    picks the best checkpoint: SI-SDR for separation; PESQ-WB, the perceptual target, for
+    enhancement and the codec (whose output need not be phase-aligned) when `pesq` is there,
+    else SI-SDR (enhancement) or minus the multi-resolution STFT distance (codec)."""
     from .losses import multires_stft_loss, pit_si_sdr, si_sdr
 
     x, y, _ = val
@@ -102,12 +116,21 @@ def evaluate(model, task: str, val) -> dict:
     else:
         score, base = si_sdr(est, y), si_sdr(x, y)
     out = {"si_sdr": score.mean().item(), "si_sdri": (score - base).mean().item()}
+    out["score"], out["score_kind"] = out["si_sdr"], "si_sdr"
     if task == "codec":
         out["mrstft"] = multires_stft_loss(est, y).item()
-        out["score"] = -out["mrstft"]
-    else:
-        out["score"] = out["si_sdr"]
+        out["score"], out["score_kind"] = -out["mrstft"], "-mrstft"
+    if task in ("enhance", "codec"):
+        pesq = _mean_pesq_wb(est, y)
+        if pesq is not None:
+            out["pesq_wb"] = pesq
+            out["score"], out["score_kind"] = pesq, "pesq_wb"
     return out
+
+
+def _score_kind(best: dict, task: str) -> str:
+    """What a stored best score measured (older checkpoints did not say)."""
+    return best.get("score_kind") or ("-mrstft" if task == "codec" else "si_sdr")
 
 
 def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = False,
@@ -124,7 +147,7 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
     torch.manual_seed(seed)  # same initial weights for the same seed (resume overrides them)
     model = build_model(dict(recipe.config)).to(dev)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr or recipe.lr)
-    step, elapsed, best, meta_val_id, warm, lr_note = 0, 0.0, None, None, None, None
+    step, elapsed, best, meta_val_id, warm, lr_note, loss_note = 0, 0.0, None, None, None, None, None
     last = run / "last.safetensors"
     if resume and last.is_file():
         state, config, meta = load_weights(last)
@@ -136,6 +159,8 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
             lr_note = f"learning rate {opt.param_groups[0]['lr']:g} -> {lr:g} from step {step}"
             for g in opt.param_groups:
                 g["lr"] = lr
+        if meta.get("loss", {}) != recipe.extra:
+            loss_note = f"loss weights {meta.get('loss', 'of the earlier recipe')} -> {recipe.extra} from step {step}"
     elif last.is_file():
         raise FileExistsError(f"{run} already has a checkpoint: pass --resume to continue it")
     elif init_from is not None:
@@ -159,7 +184,8 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
         otensors, scalars = optimizer_state_tensors(opt)
         tensors.update(otensors)
         meta = {"step": step, "elapsed": elapsed, "best": best, "optim": scalars, "recipe": recipe.name,
-                "batch": batch, "seconds": seconds, "world": world, "val_id": val_id}
+                "batch": batch, "seconds": seconds, "world": world, "val_id": val_id,
+                "loss": recipe.extra}
         save_weights(last, tensors, model.config_dict(), meta)
 
     def emit(rec):
@@ -172,6 +198,8 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
         emit({"note": warm})
     if lr_note and rank == 0:
         emit({"note": lr_note})
+    if loss_note and rank == 0:
+        emit({"note": loss_note})
     if valset_changed and rank == 0:  # export starts the card's validation history after this note
         emit({"note": f"valsets rewritten ({meta_val_id} -> {val_id}: corpus rebuilt); resumed, best reset"})
     last_ckpt = time.time()
@@ -198,6 +226,10 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
             if step % val_every == 0 or step == steps:
                 metrics = evaluate(model, recipe.task, val)
                 emit({"val": metrics})
+                if best is not None and _score_kind(best, recipe.task) != metrics["score_kind"]:
+                    emit({"note": f"best checkpoint now chosen by {metrics['score_kind']} "
+                                  f"(was {_score_kind(best, recipe.task)}): best reset"})
+                    best = None
                 if best is None or metrics["score"] > best.get("score", best["si_sdr"]):
                     best = dict(metrics, step=step)
                     save_weights(run / "best.safetensors", model.state_dict(), model.config_dict(),

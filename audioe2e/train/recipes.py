@@ -55,5 +55,5 @@ def loss_for(recipe: Recipe, model) -> Callable:
     if recipe.task == "enhance":
         return lambda est, ref: losses.enhancement_loss(est, ref, **recipe.extra)
     if recipe.task == "codec":
-        return model.training_loss
+        return lambda est, ref: model.training_loss(est, ref, **recipe.extra)
     raise ValueError(recipe.task)

@@ -91,17 +91,21 @@ def test_export_writes_weights_card_notes_and_manifest(tmp_path):
     models.mkdir()
     m = TinyEnhancer(TinyConfig())
     save_weights(run / "best.safetensors", m.state_dict(), m.config_dict(),
-                 {"step": 20, "elapsed": 36.0, "val": {"si_sdr": 9.5, "si_sdri": 2.0, "score": 9.5},
+                 {"step": 20, "elapsed": 36.0, "val": {"si_sdr": 9.5, "si_sdri": 2.0, "score": 1.9,
+                                                       "score_kind": "pesq_wb", "pesq_wb": 1.9},
                   "recipe": "enhancer-tiny"})
     log = [{"val": {"si_sdr": 9.0, "si_sdri": 1.5, "score": 9.0}, "step": 10},
            {"note": "loss changed at step 15"},
-           {"val": {"si_sdr": 9.5, "si_sdri": 2.0, "score": 9.5}, "step": 20}]
+           {"val": {"si_sdr": 9.5, "si_sdri": 2.0, "score": 1.9, "score_kind": "pesq_wb", "pesq_wb": 1.9},
+            "step": 20}]
     (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
     (models / "enhancer-tiny.notes.md").write_text("## Bench\n\nmeasured row\n")
     card = export_run(run, "enhancer-tiny", models, corpus=None)
     assert card["step"] == 20 and card["metrics"]["val_si_sdri"] == 2.0
+    assert card["metrics"]["val_pesq_wb"] == 1.9 and card["metrics"]["val_score_kind"] == "pesq_wb"
     assert [r["step"] for r in card["val_history"]] == [10, 20]
     md = (models / "enhancer-tiny.md").read_text()
+    assert "| 20 | 9.50 | 2.00 | – | 1.90 |" in md and "| 10 | 9.00 | 1.50 | – | – |" in md
     assert "loss changed at step 15" in md and md.rstrip().endswith("measured row")
     man = json.loads((models / "manifest.json").read_text())
     assert man["enhancer-tiny"]["sha256"] == sha256_file(models / "enhancer-tiny.safetensors")
@@ -169,3 +173,50 @@ def test_resume_notes_a_rewritten_valset_and_a_new_learning_rate(corpus, tmp_pat
     assert any(n.startswith("valsets rewritten") for n in notes)
     assert any(n.startswith("learning rate 0.001 -> 0.0005 from step 2") for n in notes)
     assert load_weights(run / "last.safetensors")[2]["best"]["step"] == 3  # only new-valset scores
+
+
+def test_resume_notes_new_loss_weights_and_a_new_kind_of_best_score(corpus, tmp_path):
+    """A checkpoint trained with other loss weights (or before they were recorded) says so
+    when resumed, and a best score of another kind (SI-SDR vs PESQ) is not compared with the
+    new one: the best is reset and the next validation becomes it."""
+    from audioe2e.checkpoint import save_weights
+    recipe = get_recipe("enhancer-tiny")
+    kw = dict(batch=2, seconds=0.5, val_every=3, log_every=1)
+    run = tmp_path / "r"
+    train(recipe, corpus, run, steps=2, **kw)
+    state, config, meta = load_weights(run / "last.safetensors")
+    del meta["loss"]
+    meta["best"] = {"si_sdr": 99.0, "si_sdri": 9.0, "score": 99.0, "score_kind": "other", "step": 1}
+    save_weights(run / "last.safetensors", state, config, meta)
+    train(recipe, corpus, run, steps=3, resume=True, **kw)
+    notes = [json.loads(l).get("note", "") for l in (run / "log.jsonl").read_text().splitlines()]
+    assert any(n.startswith("loss weights of the earlier recipe -> ") and n.endswith("from step 2") for n in notes)
+    assert any(n.startswith("best checkpoint now chosen by ") and "(was other)" in n for n in notes)
+    meta = load_weights(run / "last.safetensors")[2]
+    assert meta["best"]["step"] == 3 and meta["loss"] == recipe.extra
+    # resumed again with unchanged weights: no new loss note
+    train(recipe, corpus, run, steps=4, resume=True, **kw)
+    notes = [json.loads(l).get("note", "") for l in (run / "log.jsonl").read_text().splitlines()]
+    assert sum(n.startswith("loss weights") for n in notes) == 1
+
+
+def test_valset_survives_two_writers(corpus, tmp_path, monkeypatch):
+    """Two trainings started together both write the shared enhance valset: the one that
+    loses the rename keeps the winner's (identical) set instead of crashing."""
+    import shutil
+    from pathlib import Path
+
+    from audioe2e.train import valsets
+    root = tmp_path / "c"
+    shutil.copytree(corpus, root, ignore=shutil.ignore_patterns("valsets"))
+    real_rename = Path.rename
+
+    def racing_rename(self, target):
+        if Path(target).name == "enhance" and not Path(target).exists():
+            shutil.copytree(self, target)  # the other writer finishes first
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", racing_rename)
+    out = valsets.write_valset(root, "enhance", n=2, seconds=0.5)
+    assert (out / "meta.jsonl").is_file()
+    assert [p.name for p in out.parent.iterdir()] == ["enhance"]  # no temp folder left

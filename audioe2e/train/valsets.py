@@ -8,6 +8,8 @@ and `meta.jsonl` (speaker ids, genders, SNR).
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +30,10 @@ def write_valset(corpus_root: str | Path, task: str, n: int = 48, seconds: float
         return out
     mixer = Mixer(Corpus(corpus_root, "val"), seconds, augment=False)
     rng = np.random.default_rng(seed)
-    tmp = out.with_name(out.name + ".tmp")
+    # A private temp folder: two trainings started together (the codec shares the enhance
+    # valset) each write one, and the first rename wins; the set is a pure function of the
+    # corpus and seed, so the loser's copy is identical and is dropped.
+    tmp = out.with_name(f"{out.name}.tmp{os.getpid()}")
     names = ["input", "s1", "s2"] if task == "separate" else ["input", "target"]
     for d in names:
         (tmp / d).mkdir(parents=True, exist_ok=True)
@@ -43,7 +48,12 @@ def write_valset(corpus_root: str | Path, task: str, n: int = 48, seconds: float
             sf.write(tmp / d / f"{i:04d}.wav", x, RATE, subtype="FLOAT")
         lines.append(json.dumps(info))
     (tmp / "meta.jsonl").write_text("\n".join(lines) + "\n")
-    tmp.rename(out)
+    try:
+        tmp.rename(out)
+    except OSError:
+        if not (out / "meta.jsonl").is_file():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

@@ -153,9 +153,10 @@ class Codec(nn.Module):
         """Reconstruction loss (`enhancement_loss` with the recipe's weights; default −SI-SDR +
         multi-resolution STFT at weight 1) + the VQ losses. History of the shipped run: STFT
         weight 10 until step 9000 (its log-magnitude gradient, spent on the clean targets'
-        digital silence, swamped SI-SDR), then 1; output stayed muffled above 1 kHz, since
-        at 3 kbit/s the phase SI-SDR asks for cannot be coded and the MSE-optimal answer is to
-        attenuate, so the recipe moved weight from SI-SDR to compressed magnitudes."""
+        digital silence, swamped SI-SDR), then 1. Output stays muffled above 1 kHz (at 3
+        kbit/s the phase SI-SDR asks for cannot be coded and the MSE-optimal answer is to
+        attenuate); moving the weight to compressed magnitudes did not raise PESQ in 750
+        steps (recipes.py), an adversarial term is the next thing to try."""
         from ..train.losses import enhancement_loss
         return enhancement_loss(est, ref, **(weights or {"stft_weight": 1.0})) + self._commit
 

@@ -57,10 +57,46 @@ def tiny_macs_per_second(model) -> float:
     return per_frame * model.sample_rate / hop
 
 
+def layer_macs_per_second(model) -> float:
+    """Multiply-adds of every Conv1d, ConvTranspose1d and Linear layer in one forward pass
+    over 1 s of audio, counted from the shapes they actually see (forward hooks), so a
+    convolutional masker at any hop is counted without a per-architecture formula.
+    Element-wise work (norms, activations, masks) is left out for all twins alike; a fixed
+    STFT front-end is counted as the convolution it runs here (an FFT would cost less)."""
+    import torch
+    total = [0.0]
+
+    def conv(mod, inp, out):
+        total[0] += out.numel() * mod.in_channels // mod.groups * mod.kernel_size[0]
+
+    def deconv(mod, inp, out):
+        total[0] += inp[0].numel() * mod.out_channels // mod.groups * mod.kernel_size[0]
+
+    def linear(mod, inp, out):
+        total[0] += out.numel() * mod.in_features
+
+    hooks = []
+    for m in model.modules():
+        fn = conv if type(m) is nn.Conv1d else deconv if type(m) is nn.ConvTranspose1d else \
+            linear if type(m) is nn.Linear else None
+        if fn is not None:
+            hooks.append(m.register_forward_hook(fn))
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, model.sample_rate))
+    finally:
+        for h in hooks:
+            h.remove()
+    return total[0]
+
+
 def macs_per_second(model) -> float | None:
-    """Multiply-adds per second of 16 kHz audio where the architecture has a counter."""
+    """Multiply-adds per second of 16 kHz audio: the tiny enhancer by formula (its
+    transforms are not layers), conv maskers by counting their layers."""
     if hasattr(model, "gru") and hasattr(model, "analysis"):
         return tiny_macs_per_second(model)
+    if hasattr(model, "frontend"):
+        return layer_macs_per_second(model)
     return None
 
 

@@ -36,3 +36,31 @@ def test_layer_mac_count_matches_hand_count():
     net = Net()
     assert layer_macs_per_second(net) == expected
     assert not any(m._forward_hooks for m in net.modules())  # hooks removed again
+
+
+def test_learning_curves_compare_twins_only_on_one_valset(tmp_path):
+    """Equal-step comparison of two runs: validation rows are attributed to the valset they
+    were measured on (log notes of rewritten valsets), and only shared steps are compared."""
+    import json
+
+    from audioe2e.bench import curves
+    from audioe2e.checkpoint import save_weights
+
+    def run(name, rows, val_id):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        save_weights(d / "last.safetensors", {"w": __import__("torch").zeros(1)}, {}, {"val_id": val_id})
+        return d
+
+    v = lambda step, x: {"step": step, "val": {"si_sdri": x}}  # noqa: E731
+    a = run("a", [v(500, 9.0), {"note": "corpus grew; valsets rewritten from the final val split"},
+                  v(1000, 1.0), v(1500, 2.0), v(2000, 3.0),
+                  {"note": "valsets rewritten (AAA -> BBB: corpus rebuilt); resumed, best reset"},
+                  v(2500, 7.0)], "BBB")
+    b = run("b", [v(500, 0.5), v(1000, 0.5), v(2000, 2.0), v(2500, 2.5)], "AAA")
+    res = curves.compare({"a": a, "b": b}, "si_sdri")
+    assert res["valset"] == "AAA" and res["steps"] == [1000, 2000]  # 500: other valset; 2500: BBB
+    assert [r["a"] - r["b"] for r in res["rows"]] == [0.5, 1.0]
+    assert "| 2000 | 3.00 | 2.00 | +1.00 |" in curves.to_markdown(res, ["a", "b"])
+    assert curves.main(["--run", f"a={a}", "--run", f"x={tmp_path / 'nope'}"]) == 2

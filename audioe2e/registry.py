@@ -19,6 +19,14 @@ MODEL_NAMES = {
     "codec": "codec",
 }
 
+# Research twins: trained and scored beside the shipped models (front-end ablations), exported
+# to models/ with a card but not in the manifest, so the CLI never picks one up.
+TWIN_NAMES = {
+    "separator-stft": "separate",
+    "enhancer-tiny-fft": "enhance",
+    "enhancer-tiny-dense": "enhance",
+}
+
 
 class ModelNotAvailable(RuntimeError):
     """The named model has no trained weights shipped yet (or its file is missing)."""

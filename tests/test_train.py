@@ -220,3 +220,20 @@ def test_valset_survives_two_writers(corpus, tmp_path, monkeypatch):
     out = valsets.write_valset(root, "enhance", n=2, seconds=0.5)
     assert (out / "meta.jsonl").is_file()
     assert [p.name for p in out.parent.iterdir()] == ["enhance"]  # no temp folder left
+
+
+def test_export_of_a_research_twin_writes_weights_and_card_but_no_manifest_entry(tmp_path):
+    """The fixed-STFT separator twin is exported for the bench, never for the CLI."""
+    from audioe2e.checkpoint import save_weights
+    from audioe2e.registry import build_model
+    from audioe2e.train.export import export_run
+    run, models = tmp_path / "run", tmp_path / "models"
+    run.mkdir()
+    m = build_model(dict(get_recipe("separator-stft").config, layers=1, repeats=1))
+    save_weights(run / "best.safetensors", m.state_dict(), m.config_dict(),
+                 {"step": 5, "elapsed": 1.0, "val": {"si_sdr": 1.0, "si_sdri": 1.0, "score": 1.0},
+                  "recipe": "separator-stft"})
+    (run / "log.jsonl").write_text(json.dumps({"step": 5, "val": {"si_sdr": 1.0, "si_sdri": 1.0}}) + "\n")
+    card = export_run(run, "separator-stft", models, corpus=None)
+    assert card["task"] == "separate" and (models / "separator-stft.safetensors").is_file()
+    assert (models / "separator-stft.md").is_file() and not (models / "manifest.json").exists()

@@ -12,10 +12,8 @@ import io
 
 import numpy as np
 
+from ..registry import TWIN_NAMES as EXTRA_MODELS  # twins looked for beside the shipped weights
 from ..registry import ModelNotAvailable, build_model, load_model, models_dir
-
-# Twins looked for beside the shipped weights (name → task).
-EXTRA_MODELS = {"separator-stft": "separate", "enhancer-tiny-dense": "enhance"}
 
 
 def load(name: str):

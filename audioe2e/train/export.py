@@ -10,14 +10,15 @@ import json
 from pathlib import Path
 
 from ..checkpoint import load_weights, save_weights
-from ..registry import MODEL_NAMES, build_model
+from ..registry import MODEL_NAMES, TWIN_NAMES, build_model
 from .loop import model_tensors
 
 
 def export_run(run: Path, name: str, models_dir: Path, corpus: Path | None = None,
                which: str = "best") -> dict:
-    if name not in MODEL_NAMES:
-        raise ValueError(f"unknown model name '{name}' (known: {', '.join(MODEL_NAMES)})")
+    tasks = {**MODEL_NAMES, **TWIN_NAMES}
+    if name not in tasks:
+        raise ValueError(f"unknown model name '{name}' (known: {', '.join(tasks)})")
     state, config, meta = load_weights(run / f"{which}.safetensors")
     state = model_tensors(state)
     model = build_model(config)
@@ -40,7 +41,7 @@ def export_run(run: Path, name: str, models_dir: Path, corpus: Path | None = Non
     notes = [i for i, r in enumerate(log) if "valset" in r.get("note", "")]
     vals = [r for r in log[(notes[-1] + 1 if notes else 0):] if "val" in r]
     card = {
-        "name": name, "task": MODEL_NAMES[name], "config": config, **out_meta,
+        "name": name, "task": tasks[name], "config": config, **out_meta,
         "total_steps_trained": last_meta.get("step"), "batch": last_meta.get("batch"),
         "segment_seconds": last_meta.get("seconds"),
         "metrics": {f"val_{k}": round(v, 3) if isinstance(v, float) else v
@@ -53,6 +54,8 @@ def export_run(run: Path, name: str, models_dir: Path, corpus: Path | None = Non
     path.with_suffix(".json").write_text(json.dumps(card, indent=1) + "\n")
     notes_file = models_dir / f"{name}.notes.md"
     path.with_suffix(".md").write_text(card_markdown(card, notes_file.read_text() if notes_file.is_file() else ""))
+    if name in TWIN_NAMES:  # a research twin: card and weights, never a CLI model
+        return card
     man_path = models_dir / "manifest.json"
     man = json.loads(man_path.read_text()) if man_path.is_file() else {}
     man[name] = {"file": path.name, "sha256": sha}

@@ -3,7 +3,7 @@ PY ?= python3
 PIP = $(PY) -m pip
 OUT ?= out
 
-.PHONY: setup run test bench corpus ablation-tiny clean
+.PHONY: setup run test bench corpus ablation-tiny ablation-separator clean
 
 # torch==2.13.0 is the CPU wheel; installed first so the package's range (torch>=2.1) is
 # already satisfied and pip never pulls a multi-GB CUDA build. A CUDA torch already
@@ -54,6 +54,14 @@ ablation-tiny:
 	$(PY) -m audioe2e train run enhancer-tiny-dense --corpus corpus --run runs/ablation-tiny/dense --steps $(ABL_STEPS) --threads 1 --resume
 	$(PY) -m audioe2e.bench.ablation --corpus corpus --out $(OUT)/ablation-tiny --jobs 2 \
 		--run butterfly=runs/ablation-tiny/butterfly --run fft=runs/ablation-tiny/fft --run dense=runs/ablation-tiny/dense
+
+# Front-end ablation of the separator: the fixed-STFT twin trained from scratch with the
+# learned separator's recipe and seed (resumable), then both validation curves at equal steps
+# (the learned run's log covers steps 1,000-8,500 on this corpus's valset).
+ABL_SEP_STEPS ?= 8500
+ablation-separator:
+	$(PY) -m audioe2e train run separator-stft --corpus corpus --run runs/separator-stft --steps $(ABL_SEP_STEPS) --threads 1 --resume
+	$(PY) -m audioe2e.bench.curves --run learned=models/checkpoints/separator --run stft=runs/separator-stft --out $(OUT)/ablation-separator
 
 clean:
 	rm -rf build dist *.egg-info $(OUT) .pytest_cache

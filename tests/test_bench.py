@@ -64,3 +64,7 @@ def test_learning_curves_compare_twins_only_on_one_valset(tmp_path):
     assert [r["a"] - r["b"] for r in res["rows"]] == [0.5, 1.0]
     assert "| 2000 | 3.00 | 2.00 | +1.00 |" in curves.to_markdown(res, ["a", "b"])
     assert curves.main(["--run", f"a={a}", "--run", f"x={tmp_path / 'nope'}"]) == 2
+    one = curves.to_markdown(curves.compare({"b": b}, "si_sdri"), ["b"])
+    assert "| step | b |" in one and "| 2500 | 2.50 |" in one  # no difference column for one run
+    (b / "log.jsonl").write_text("{not json\n")
+    assert curves.main(["--run", f"a={a}", "--run", f"b={b}"]) == 2  # one error line, no traceback

@@ -133,6 +133,22 @@ def test_train_cli_rejects_bad_warm_start_in_one_line(tmp_path):
         assert not run.exists()
 
 
+def test_train_export_cli_errors_are_one_line(tmp_path):
+    """`train export` with a missing run or an unknown name: one `error:` line, exit 2, and
+    nothing written to the models folder."""
+    import subprocess
+    import sys
+    models = tmp_path / "models"
+    for args, needle in ((["--run", str(tmp_path / "nope"), "--name", "separator"], "nope"),
+                         (["--run", str(tmp_path), "--name", "bogus"], "bogus")):
+        p = subprocess.run([sys.executable, "-m", "audioe2e", "train", "export", *args, "--models", str(models)],
+                           capture_output=True, text=True, timeout=120)
+        assert p.returncode == 2, p.stderr
+        lines = p.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0]
+        assert not models.exists()
+
+
 def test_ablation_scores_twins_side_by_side(corpus, tmp_path):
     """Twins differing only in the front-end: one row each, same clips, size and cost counted."""
     from audioe2e.bench import ablation
@@ -190,7 +206,7 @@ def test_resume_notes_new_loss_weights_and_a_new_kind_of_best_score(corpus, tmp_
     save_weights(run / "last.safetensors", state, config, meta)
     train(recipe, corpus, run, steps=3, resume=True, **kw)
     notes = [json.loads(l).get("note", "") for l in (run / "log.jsonl").read_text().splitlines()]
-    assert any(n.startswith("loss weights of the earlier recipe -> ") and n.endswith("from step 2") for n in notes)
+    assert any(n.startswith("loss weights (not recorded) -> ") and n.endswith("from step 2") for n in notes)
     assert any(n.startswith("best checkpoint now chosen by ") and "(was other)" in n for n in notes)
     meta = load_weights(run / "last.safetensors")[2]
     assert meta["best"]["step"] == 3 and meta["loss"] == recipe.extra

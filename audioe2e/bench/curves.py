@@ -60,12 +60,14 @@ def compare(runs: dict[str, Path], metric: str, valset: str | None = None) -> di
 
 
 def to_markdown(res: dict, names: list[str]) -> str:
+    """One row per shared step; with two or more runs a last column `first − second`."""
+    diff = len(names) > 1
+    heads = names + ([f"{names[0]} − {names[1]}"] if diff else [])
     lines = [f"{res['metric']} on valset {res['valset']}, at the steps every run validated", "",
-             "| step | " + " | ".join(names) + " | " + " − ".join(names[:2]) + " |",
-             "|---:|" + "---:|" * (len(names) + 1)]
+             "| step | " + " | ".join(heads) + " |", "|---:|" + "---:|" * len(heads)]
     for r in res["rows"]:
-        diff = r[names[0]] - r[names[1]] if len(names) > 1 else 0.0
-        lines.append(f"| {r['step']} | " + " | ".join(f"{r[n]:.2f}" for n in names) + f" | {diff:+.2f} |")
+        cells = [f"{r[n]:.2f}" for n in names] + ([f"{r[names[0]] - r[names[1]]:+.2f}"] if diff else [])
+        lines.append(f"| {r['step']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -84,7 +86,11 @@ def main(argv=None) -> int:
             print(f"error: --run {spec}: need NAME=RUN_DIR with log.jsonl and last.safetensors", file=sys.stderr)
             return 2
         runs[name] = Path(path)
-    res = compare(runs, a.metric, a.valset)
+    try:
+        res = compare(runs, a.metric, a.valset)
+    except (ValueError, KeyError, OSError) as e:  # a corrupt log line or checkpoint header
+        print(f"error: cannot read the runs' logs or checkpoints: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
     if not res["steps"]:
         print(f"error: the runs share no validation step on valset {res['valset']}", file=sys.stderr)
         return 1

@@ -12,13 +12,12 @@ import io
 
 import numpy as np
 
-from ..registry import TWIN_NAMES as EXTRA_MODELS  # twins looked for beside the shipped weights
-from ..registry import ModelNotAvailable, build_model, load_model, models_dir
+from ..registry import TWIN_NAMES, ModelNotAvailable, build_model, load_model, models_dir
 
 
 def load(name: str):
     """A model in eval mode on CPU; raises ModelNotAvailable with the reason."""
-    if name not in EXTRA_MODELS:
+    if name not in TWIN_NAMES:  # research twins are looked for beside the shipped weights
         return load_model(name, "cpu")
     from ..checkpoint import load_weights
     path = models_dir() / f"{name}.safetensors"

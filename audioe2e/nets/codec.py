@@ -150,7 +150,7 @@ class Codec(nn.Module):
         return self.decoder(zq).squeeze(1)[..., self.delay:self.delay + t]
 
     def training_loss(self, est: torch.Tensor, ref: torch.Tensor, **weights) -> torch.Tensor:
-        """Reconstruction loss (`enhancement_loss` with the recipe's weights; default −SI-SDR +
+        """Reconstruction loss (`enhancement_loss` with the recipe's weights: −SI-SDR +
         multi-resolution STFT at weight 1) + the VQ losses. History of the shipped run: STFT
         weight 10 until step 9000 (its log-magnitude gradient, spent on the clean targets'
         digital silence, swamped SI-SDR), then 1. Output stays muffled above 1 kHz (at 3
@@ -158,7 +158,7 @@ class Codec(nn.Module):
         attenuate); moving the weight to compressed magnitudes did not raise PESQ in 750
         steps (recipes.py), an adversarial term is the next thing to try."""
         from ..train.losses import enhancement_loss
-        return enhancement_loss(est, ref, **(weights or {"stft_weight": 1.0})) + self._commit
+        return enhancement_loss(est, ref, **weights) + self._commit
 
     def validation_forward(self, x: torch.Tensor) -> torch.Tensor:
         return self(x, n_q=self.bitrate_to_nq(3.0))

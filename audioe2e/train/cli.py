@@ -58,5 +58,9 @@ def export_cmd(run: Path = typer.Option(...), name: str = typer.Option(..., help
     """Copy a run's weights into MODELS with a model card and sha256 manifest entry."""
     from .export import export_run
 
-    card = export_run(run, name, models, corpus, which)
+    try:
+        card = export_run(run, name, models, corpus, which)
+    except (ValueError, FileNotFoundError) as e:  # unknown name, missing run files, no corpus
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2)
     typer.echo(f"exported {name}: step {card['step']}, metrics {card['metrics']}", err=True)

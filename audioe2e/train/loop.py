@@ -82,15 +82,14 @@ def warm_start(model, path: Path) -> list[str]:
 
 
 def _mean_pesq_wb(est: torch.Tensor, ref: torch.Tensor):
-    """Mean wide-band PESQ over [N, T] clips, or None without the `pesq` package."""
-    import math
-
-    from ..metrics.perceptual import available, pesq_wb
+    """Mean wide-band PESQ over [N, T] clips (the bench's and `eval`'s scoring), or None
+    without the `pesq` package."""
+    from ..metrics.perceptual import available
+    from ..metrics.scoring import mean_of, score
     if not available("pesq_wb"):
         return None
-    vals = [pesq_wb(r.numpy(), e.numpy()) for e, r in zip(est, ref)]
-    vals = [v for v in vals if v is not None and not math.isnan(v)]
-    return sum(vals) / len(vals) if vals else None
+    rows = [score(r.numpy(), e.numpy(), metrics=("pesq_wb",)) for e, r in zip(est, ref)]
+    return mean_of(rows, ["pesq_wb"])["pesq_wb"]
 
 
 def evaluate(model, task: str, val) -> dict:
@@ -160,7 +159,8 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
             for g in opt.param_groups:
                 g["lr"] = lr
         if meta.get("loss", {}) != recipe.extra:
-            loss_note = f"loss weights {meta.get('loss', 'of the earlier recipe')} -> {recipe.extra} from step {step}"
+            before = meta["loss"] if "loss" in meta else "(not recorded)"
+            loss_note = f"loss weights {before} -> {recipe.extra} from step {step}"
     elif last.is_file():
         raise FileExistsError(f"{run} already has a checkpoint: pass --resume to continue it")
     elif init_from is not None:

@@ -43,9 +43,14 @@ def pit_loss(est: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     return -pit_si_sdr(est, ref)[0].mean()
 
 
-def stft_mag(x: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
+def stft(x: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
+    """Complex Hann-window STFT of [B, T] → [B, n_fft/2+1, frames] (all spectral losses)."""
     win = torch.hann_window(n_fft, device=x.device, dtype=x.dtype)
-    return torch.stft(x, n_fft, hop, window=win, return_complex=True).abs()
+    return torch.stft(x, n_fft, hop, window=win, return_complex=True)
+
+
+def stft_mag(x: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
+    return stft(x, n_fft, hop).abs()
 
 
 def multires_stft_loss(est: torch.Tensor, ref: torch.Tensor,
@@ -78,9 +83,7 @@ def compressed_spectral_loss(est: torch.Tensor, ref: torch.Tensor, power: float 
     est, ref = est / scale, ref / scale
     total = 0.0
     for n_fft, hop in resolutions:
-        win = torch.hann_window(n_fft, device=est.device, dtype=est.dtype)
-        e = torch.stft(est, n_fft, hop, window=win, return_complex=True)
-        r = torch.stft(ref, n_fft, hop, window=win, return_complex=True)
+        e, r = stft(est, n_fft, hop), stft(ref, n_fft, hop)
         e_pow = e.real.pow(2) + e.imag.pow(2) + eps
         r_pow = r.real.pow(2) + r.imag.pow(2) + eps
         loss = (1 - complex_share) * (e_pow.pow(power / 2) - r_pow.pow(power / 2)).pow(2).mean()

@@ -23,7 +23,7 @@ class Recipe:
 
 # Enhancement loss: SI-SDR + output level (see losses.enhancement_loss for the measurement).
 _SISDR_LEVEL = {"stft_weight": 0.0, "level_weight": 0.5}
-# Default enhancer from step 13,075: power-law compressed spectra (Braun & Tashev 2021) at a
+# Default enhancer from step 13,000: power-law compressed spectra (Braun & Tashev 2021) at a
 # weight whose gradient norm matches SI-SDR's on the shipped checkpoint (14.8 vs 57 at weight
 # 1); the level term, whose L1 gradient was 4× SI-SDR's, cut to 0.1 (the compressed term
 # already sees level errors).

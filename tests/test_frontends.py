@@ -30,6 +30,24 @@ def test_butterfly_training_path_equals_factorised_path_after_learning():
     assert torch.allclose(dense, fly(x), atol=1e-4)
 
 
+def test_butterfly_two_factor_form_is_the_same_map_after_learning():
+    """The fast inference form (two block-sparse factors) equals the 8 stages, for even and
+    odd stage counts, on learned (non-DFT) twiddles."""
+    torch.manual_seed(1)
+    for n in (8, 128, 256):
+        fly = Butterfly(n)
+        with torch.no_grad():
+            fly.twiddles.add_(0.3 * torch.randn_like(fly.twiddles))
+        first, second = fly.two_factor_blocks()
+        groups, b = first.shape[0], first.shape[1]
+        x = torch.randn(5, n, dtype=torch.complex64)
+        xp = x[..., fly.perm].reshape(5, groups, b)
+        y1 = torch.einsum("fqr,qrs->fqs", xp, first)
+        got = torch.einsum("fqr,rqp->fpr", y1, second).reshape(5, n)
+        ref = fly.factorised(x)
+        assert torch.allclose(got, ref, atol=1e-5 * ref.abs().max().item(), rtol=0), n
+
+
 def test_butterfly_cost_is_n_log_n():
     assert Butterfly(256).multiply_adds() == 16 * 128 * 8
     assert Butterfly(512).multiply_adds() < 512 * 512

@@ -38,6 +38,54 @@ def test_tiny_streaming_equals_whole_file():
             assert torch.allclose(got, whole, atol=1e-5), (frontend, sizes)
 
 
+def _perturbed_tiny() -> TinyEnhancer:
+    torch.manual_seed(3)
+    m = TinyEnhancer(TinyConfig()).eval()
+    with torch.no_grad():  # learned-looking weights: non-DFT butterflies, uneven windows
+        for p in (m.analysis.fly.twiddles, m.synthesis.fly.twiddles):
+            p.add_(0.2 * torch.randn_like(p))
+        m.win_a.mul_(1 + 0.3 * torch.rand_like(m.win_a))
+        m.win_s.mul_(1 + 0.3 * torch.rand_like(m.win_s))
+    return m
+
+
+def test_tiny_fast_inference_path_equals_reference_path():
+    """CPU inference runs the two-factor butterfly and the compiled GRU: same output and
+    state as the model as trained, block after block, for a batch of two channels."""
+    from audioe2e.nets import gru_kernel
+
+    assert gru_kernel.available()
+    m = _perturbed_tiny()
+    x = torch.randn(2, 128 * 40) * 0.1
+    x[1, 1000:2000] = 0  # exact silence: |X| = 0 in the features
+    with torch.inference_mode():
+        ref_state = fast_state = None
+        for blk in x.split([128, 128 * 15, 128 * 24], -1):
+            ref, ref_state = m.reference_step(blk, ref_state)
+            fast, fast_state = m.step(blk, fast_state)
+            assert m._fast is not None
+            assert torch.allclose(fast, ref, atol=1e-5, rtol=0)
+            for a, b in zip(fast_state, ref_state):
+                assert torch.allclose(a, b, atol=1e-5, rtol=0)
+
+
+def test_tiny_fast_path_follows_weight_changes_and_stays_out_of_training():
+    m = _perturbed_tiny()
+    x = torch.randn(1, 128 * 10) * 0.1
+    with torch.inference_mode():
+        before = m(x)
+    with torch.no_grad():
+        m.out.bias.add_(1.0)  # more of the input passes the mask
+    with torch.inference_mode():
+        after = m(x)
+        ref = m.reference_step(torch.nn.functional.pad(x, (0, m.delay)))[0][:, m.delay:]
+    assert not torch.allclose(before, after, atol=1e-4)
+    assert torch.allclose(after, ref, atol=1e-5, rtol=0)
+    m.train()
+    y = m(x)
+    assert y.requires_grad  # training runs the differentiable reference path
+
+
 def test_masknet_shapes_and_chunked_equals_any_blocking():
     torch.manual_seed(0)
     cfg = MaskNetConfig(n_filters=64, kernel=32, bottleneck=16, hidden=32, layers=2, repeats=1,

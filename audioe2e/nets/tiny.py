@@ -90,6 +90,8 @@ class TinyEnhancer(nn.Module):
         self.inp = nn.Linear(bins, cfg.hidden)
         self.gru = nn.GRU(cfg.hidden, cfg.hidden, cfg.layers, batch_first=True)
         self.out = nn.Linear(cfg.hidden, bins)
+        self.use_fast = True  # set False to force the reference path
+        self._fast = None
 
     @classmethod
     def from_config(cls, config: dict) -> "TinyEnhancer":
@@ -114,7 +116,27 @@ class TinyEnhancer(nn.Module):
                 z(batch, self.n - self.hop))
 
     def step(self, x: torch.Tensor, state=None):
-        """x [B, k·hop] → (y [B, k·hop] delayed by `delay`, new state)."""
+        """x [B, k·hop] → (y [B, k·hop] delayed by `delay`, new state).
+
+        CPU inference without gradients takes the fast path (`tiny_fast`: same weights, same
+        function to float rounding, ~3× faster); everything else runs `reference_step`."""
+        if self._fast_ok(x):
+            if self._fast is None:
+                from .tiny_fast import FastTinyStep
+                self._fast = FastTinyStep(self)
+            return self._fast(x, state)
+        return self.reference_step(x, state)
+
+    def _fast_ok(self, x: torch.Tensor) -> bool:
+        if self.training or torch.is_grad_enabled() or x.device.type != "cpu" or not self.use_fast:
+            return False
+        if self.cfg.frontend != "butterfly" or x.dtype != torch.float32:
+            return False
+        from . import gru_kernel
+        return gru_kernel.available()
+
+    def reference_step(self, x: torch.Tensor, state=None):
+        """The model as trained: the O(n log n) butterfly stages and torch's GRU."""
         b = x.shape[0]
         prev_in, h, tail = state if state is not None else self.initial_state(b, x.device)
         buf = torch.cat([prev_in, x], -1)

@@ -49,12 +49,33 @@ def _perturbed_tiny() -> TinyEnhancer:
     return m
 
 
+def test_compiled_gru_layer_equals_torch_gru_and_checks_its_inputs():
+    import numpy as np
+    import pytest
+
+    from audioe2e.nets import gru_kernel
+
+    assert gru_kernel.available(), "audioe2e._gru was not built (pip install -e .)"
+    torch.manual_seed(0)
+    gru = torch.nn.GRU(8, 8, 1, batch_first=True)
+    x, h0 = torch.randn(2, 13, 8) * 3, torch.randn(1, 2, 8)  # large inputs: saturated gates
+    with torch.no_grad():
+        ref, ref_h = gru(x, h0)
+        gi = torch.nn.functional.linear(x, gru.weight_ih_l0, gru.bias_ih_l0).numpy()
+        whh_t = np.ascontiguousarray(gru.weight_hh_l0.numpy().T)
+        h = h0[0].numpy().copy()
+        bias = gru.bias_hh_l0.numpy().copy()
+        out = gru_kernel.gru_layer(gi, h, whh_t, bias)
+    assert np.allclose(out, ref.numpy(), atol=1e-6) and np.allclose(h, ref_h[0].numpy(), atol=1e-6)
+    with pytest.raises(ValueError, match="float32"):
+        gru_kernel.gru_layer(gi.astype(np.float64), h, whh_t, bias)
+    with pytest.raises(ValueError, match="shapes"):
+        gru_kernel.gru_layer(gi, h[:1], whh_t, bias)
+
+
 def test_tiny_fast_inference_path_equals_reference_path():
     """CPU inference runs the two-factor butterfly and the compiled GRU: same output and
     state as the model as trained, block after block, for a batch of two channels."""
-    from audioe2e.nets import gru_kernel
-
-    assert gru_kernel.available()
     m = _perturbed_tiny()
     x = torch.randn(2, 128 * 40) * 0.1
     x[1, 1000:2000] = 0  # exact silence: |X| = 0 in the features

@@ -7,8 +7,8 @@ weight and changes only how the arithmetic is grouped:
   matmuls instead of 8 elementwise stages), in real arithmetic, with the learned analysis and
   synthesis windows, the Hermitian extension and "keep n/2+1 bins" / "keep the real part"
   folded into those matrices;
-- the GRU recurrence runs in a compiled loop (`gru_kernel`), its input projections as one
-  matmul per block.
+- the GRU recurrence runs in a small C loop (`gru_kernel`), its input projections as one
+  matmul per block (torch's GRU where the extension was not built).
 Equal to the reference path to float rounding (tested); used only for CPU inference without
 gradients — training and other devices run `TinyEnhancer.step` as written.
 """
@@ -105,14 +105,15 @@ class FastTinyStep:
 
     def gru(self, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x [B, K, H], h [layers, B, H] → (outputs [B, K, H], new h)."""
+        if not gru_kernel.available():
+            return self.model.gru(x, h)
         h = h.detach().numpy().copy()
         for i in range(self.layers):
             gi = torch.nn.functional.linear(x, self.w_ih[i], self.b_ih[i]).numpy()
-            out = np.empty(x.shape, np.float32)
             hl = np.ascontiguousarray(h[i])
-            gru_kernel.gru_layer(np.ascontiguousarray(gi), hl, self.w_hh_t[i], self.b_hh[i], out)
+            x = torch.from_numpy(gru_kernel.gru_layer(np.ascontiguousarray(gi), hl,
+                                                      self.w_hh_t[i], self.b_hh[i]))
             h[i] = hl
-            x = torch.from_numpy(out)
         return x, torch.from_numpy(h)
 
     def __call__(self, x: torch.Tensor, state=None):

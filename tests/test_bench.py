@@ -68,3 +68,20 @@ def test_learning_curves_compare_twins_only_on_one_valset(tmp_path):
     assert "| step | b |" in one and "| 2500 | 2.50 |" in one  # no difference column for one run
     (b / "log.jsonl").write_text("{not json\n")
     assert curves.main(["--run", f"a={a}", "--run", f"b={b}"]) == 2  # one error line, no traceback
+
+
+def test_refresh_replaces_only_the_tables_under_matching_headings(tmp_path):
+    from audioe2e.bench.refresh import main
+
+    results = tmp_path / "results.md"
+    results.write_text("### 1. Enhancement: 2 clips\n\n| system | PESQ |\n|---|---:|\n| new | 2.00 |\n\n"
+                       "### 4. Speed\n\n| model | RTF |\n|---|---:|\n| tiny | 0.004 |\n")
+    card = tmp_path / "card.md"
+    card.write_text("intro\n\n### Bench: 1. Enhancement: 2 clips\n\nsome prose\n\n"
+                    "| system | PESQ |\n|---|---:|\n| old | 1.00 |\n| older | 0.90 |\n\nafter\n\n"
+                    "#### Other table\n\n| a | b |\n|---|---|\n| 1 | 2 |\n")
+    assert main([str(results), str(card)]) == 0
+    text = card.read_text()
+    assert "| new | 2.00 |" in text and "old" not in text
+    assert "some prose" in text and "after" in text and "| 1 | 2 |" in text
+    assert main([str(tmp_path / "missing.md"), str(card)]) == 2

@@ -1,0 +1,79 @@
+"""Copy the tables of a bench run into the README and the model-card notes.
+
+`python -m audioe2e.bench.refresh out/bench/results.md README.md models/*.notes.md`
+
+Why: the published tables must be the ones a bench run printed, not retyped. Each `### TITLE`
+section of results.md replaces the table under every heading of a target file whose text is
+TITLE (optionally prefixed "Bench: ", any heading level); prose is left alone, so the text
+around a table still has to be checked by hand. Prints what it replaced; exit 2 on bad input.
+"""
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+HEADING = re.compile(r"^(#{2,6})\s+(?:Bench:\s+)?(.*?)\s*$")
+
+
+def tables_by_title(results_md: str) -> dict[str, list[str]]:
+    """`### title` → the table lines that follow it (first table only)."""
+    out: dict[str, list[str]] = {}
+    title, rows = None, []
+    for line in results_md.splitlines() + [""]:
+        m = HEADING.match(line)
+        if m:
+            if title and rows:
+                out.setdefault(title, rows)
+            title, rows = m.group(2), []
+        elif title is not None and line.startswith("|"):
+            rows.append(line)
+        elif title is not None and rows and not line.startswith("|"):
+            out.setdefault(title, rows)
+            title, rows = None, []
+    return out
+
+
+def refresh(text: str, tables: dict[str, list[str]]) -> tuple[str, list[str]]:
+    """Replace the first table after each matching heading; returns (new text, titles)."""
+    lines = text.splitlines()
+    done, i = [], 0
+    while i < len(lines):
+        m = HEADING.match(lines[i])
+        if m and m.group(2) in tables:
+            j = i + 1
+            while j < len(lines) and not lines[j].startswith("|") and not HEADING.match(lines[j]):
+                j += 1
+            if j < len(lines) and lines[j].startswith("|"):
+                k = j
+                while k < len(lines) and lines[k].startswith("|"):
+                    k += 1
+                lines[j:k] = tables[m.group(2)]
+                done.append(m.group(2))
+                i = j + len(tables[m.group(2)])
+                continue
+        i += 1
+    return "\n".join(lines) + ("\n" if text.endswith("\n") else ""), done
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) < 2:
+        print("usage: python -m audioe2e.bench.refresh RESULTS.md TARGET.md [...]", file=sys.stderr)
+        return 2
+    try:
+        tables = tables_by_title(Path(args[0]).read_text())
+        if not tables:
+            raise ValueError(f"{args[0]}: no '### title' sections with tables")
+        for target in map(Path, args[1:]):
+            new, done = refresh(target.read_text(), tables)
+            target.write_text(new)
+            print(f"{target}: {len(done)} table(s) replaced" + (f": {'; '.join(done)}" if done else ""))
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -7,9 +7,9 @@ import math
 COLUMNS = {
     "pesq_wb": ("PESQ-WB", 2), "pesq_nb": ("PESQ-NB", 2), "stoi": ("STOI", 3),
     "estoi": ("eSTOI", 3), "si_sdr": ("SI-SDR dB", 2), "si_sdri": ("SI-SDRi dB", 2),
-    "dnsmos_ovrl": ("DNSMOS OVRL", 2), "rtf": ("RTF", 3), "kbps_file": ("kbit/s (file)", 2),
+    "dnsmos_ovrl": ("DNSMOS OVRL", 2), "rtf": ("RTF", 4), "kbps_file": ("kbit/s (file)", 2),
     "kbps_stream": ("kbit/s (stream)", 2), "threads": ("threads", 0), "input_s": ("input s", 0),
-    "rtf_net": ("RTF net", 3), "startup_s": ("start-up s", 2), "peak_rss_mb": ("peak RSS MB", 0),
+    "rtf_net": ("RTF net", 4), "startup_s": ("start-up s", 2), "peak_rss_mb": ("peak RSS MB", 0),
     "wall_s": ("wall s", 2), "n": ("files", 0),
 }
 

@@ -76,6 +76,16 @@ def make_transform(kind: str, n: int, inverse: bool) -> nn.Module:
     raise ValueError(f"unknown front-end {kind!r}")
 
 
+def overlap_add(frames: torch.Tensor, tail: torch.Tensor, hop: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """frames [B, k, n] at `hop`, plus the previous call's tail [B, n − hop] → (the k·hop
+    samples that are complete, the new tail)."""
+    b, k, n = frames.shape
+    total = (k - 1) * hop + n
+    ola = nn.functional.fold(frames.transpose(1, 2), (1, total), (1, n), stride=(1, hop)).view(b, total)
+    ola = torch.cat([ola[:, : n - hop] + tail, ola[:, n - hop:]], -1)
+    return ola[:, : k * hop], ola[:, k * hop:]
+
+
 class TinyEnhancer(nn.Module):
     def __init__(self, cfg: TinyConfig):
         super().__init__()
@@ -143,12 +153,7 @@ class TinyEnhancer(nn.Module):
         hidden, h = self.gru(torch.relu(self.inp(feat)), h)
         mask = torch.sigmoid(self.out(hidden))
         out_frames = self.synthesis(spec * mask) * self.win_s  # [B, k, n]
-        k = frames.shape[1]
-        total = (k - 1) * self.hop + self.n
-        ola = nn.functional.fold(out_frames.transpose(1, 2), (1, total), (1, self.n), stride=(1, self.hop))
-        ola = ola.view(b, total)
-        ola = torch.cat([ola[:, : self.n - self.hop] + tail, ola[:, self.n - self.hop:]], -1)
-        y, tail = ola[:, : k * self.hop], ola[:, k * self.hop:]
+        y, tail = overlap_add(out_frames, tail, self.hop)
         return y, (buf[:, -(self.n - self.hop):], h, tail)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from . import gru_kernel
+from .tiny import overlap_add
 
 
 def _real_form(c: torch.Tensor) -> torch.Tensor:
@@ -131,9 +132,5 @@ class FastTinyStep:
         hidden, h = self.gru(hidden.contiguous(), h)
         mask = torch.sigmoid(nn.functional.linear(hidden.reshape(bsz * k, -1), self.out_w, self.out_b))
         out_frames = self.synthesis(re * mask, im * mask).view(bsz, k, n)
-        total = (k - 1) * hop + n
-        ola = nn.functional.fold(out_frames.transpose(1, 2), (1, total), (1, n), stride=(1, hop))
-        ola = ola.view(bsz, total)
-        ola = torch.cat([ola[:, : n - hop] + tail, ola[:, n - hop:]], -1)
-        y, tail = ola[:, : k * hop], ola[:, k * hop:]
+        y, tail = overlap_add(out_frames, tail, hop)
         return y, (buf[:, -(n - hop):], h, tail)

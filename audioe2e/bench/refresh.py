@@ -13,7 +13,7 @@ import re
 import sys
 from pathlib import Path
 
-HEADING = re.compile(r"^(#{2,6})\s+(?:Bench:\s+)?(.*?)\s*$")
+HEADING = re.compile(r"^#{2,6}\s+(?:Bench:\s+)?(.*?)\s*$")
 
 
 def tables_by_title(results_md: str) -> dict[str, list[str]]:
@@ -25,7 +25,7 @@ def tables_by_title(results_md: str) -> dict[str, list[str]]:
         if m:
             if title and rows:
                 out.setdefault(title, rows)
-            title, rows = m.group(2), []
+            title, rows = m.group(1), []
         elif title is not None and line.startswith("|"):
             rows.append(line)
         elif title is not None and rows and not line.startswith("|"):
@@ -40,7 +40,7 @@ def refresh(text: str, tables: dict[str, list[str]]) -> tuple[str, list[str]]:
     done, i = [], 0
     while i < len(lines):
         m = HEADING.match(lines[i])
-        if m and m.group(2) in tables:
+        if m and m.group(1) in tables:
             j = i + 1
             while j < len(lines) and not lines[j].startswith("|") and not HEADING.match(lines[j]):
                 j += 1
@@ -48,9 +48,9 @@ def refresh(text: str, tables: dict[str, list[str]]) -> tuple[str, list[str]]:
                 k = j
                 while k < len(lines) and lines[k].startswith("|"):
                     k += 1
-                lines[j:k] = tables[m.group(2)]
-                done.append(m.group(2))
-                i = j + len(tables[m.group(2)])
+                lines[j:k] = tables[m.group(1)]
+                done.append(m.group(1))
+                i = j + len(tables[m.group(1)])
                 continue
         i += 1
     return "\n".join(lines) + ("\n" if text.endswith("\n") else ""), done

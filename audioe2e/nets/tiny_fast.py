@@ -108,13 +108,10 @@ class FastTinyStep:
         """x [B, K, H], h [layers, B, H] → (outputs [B, K, H], new h)."""
         if not gru_kernel.available():
             return self.model.gru(x, h)
-        h = h.detach().numpy().copy()
+        h = h.detach().numpy().copy()  # [layers, B, H]: each h[i] is a contiguous view
         for i in range(self.layers):
-            gi = torch.nn.functional.linear(x, self.w_ih[i], self.b_ih[i]).numpy()
-            hl = np.ascontiguousarray(h[i])
-            x = torch.from_numpy(gru_kernel.gru_layer(np.ascontiguousarray(gi), hl,
-                                                      self.w_hh_t[i], self.b_hh[i]))
-            h[i] = hl
+            gi = nn.functional.linear(x, self.w_ih[i], self.b_ih[i]).numpy()
+            x = torch.from_numpy(gru_kernel.gru_layer(gi, h[i], self.w_hh_t[i], self.b_hh[i]))
         return x, torch.from_numpy(h)
 
     def __call__(self, x: torch.Tensor, state=None):

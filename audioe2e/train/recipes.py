@@ -21,9 +21,6 @@ class Recipe:
     extra: dict[str, Any] = field(default_factory=dict)  # enhancement loss weights
 
 
-# Enhancement loss: SI-SDR + output level (see losses.enhancement_loss for the measurement);
-# the tiny models' loss up to step 8,250 and of the committed front-end ablation.
-_SISDR_LEVEL = {"stft_weight": 0.0, "level_weight": 0.5}
 # Default enhancer from step 13,000: power-law compressed spectra (Braun & Tashev 2021) at a
 # weight whose gradient norm matches SI-SDR's on the shipped checkpoint (14.8 vs 57 at weight
 # 1); the level term, whose L1 gradient was 4× SI-SDR's, cut to 0.1 (the compressed term
@@ -31,8 +28,10 @@ _SISDR_LEVEL = {"stft_weight": 0.0, "level_weight": 0.5}
 _SISDR_COMPRESSED = {"stft_weight": 0.0, "level_weight": 0.1, "compressed_weight": 5.0}
 # Tiny enhancer from its step 8,250 (2026-12-02): the same compressed-spectra term, weight 10,
 # whose gradient norm matches SI-SDR's on that checkpoint (6.0 vs 0.57 at weight 1; level 2.9
-# at weight 1, so its 0.5 stays). The front-end twins follow, so they still differ only in the
-# front-end; the committed ablation table was trained with _SISDR_LEVEL (its card says so).
+# at weight 1, so its 0.5 stays). Before that step, and in the committed front-end ablation,
+# the tiny models had −SI-SDR + 0.5 × level (dB) only (see losses.enhancement_loss for why no
+# STFT term). The front-end twins follow the main recipe, so they still differ only in the
+# front-end.
 _TINY_SISDR_COMPRESSED = {"stft_weight": 0.0, "level_weight": 0.5, "compressed_weight": 10.0}
 # Codec: −SI-SDR + MR-STFT (weight 1). Tried from its step 13,750 (2026-12-01): weight moved
 # from SI-SDR to magnitudes (SI-SDR 0.3, MR-STFT 1, 3-resolution compressed magnitude 10;

@@ -204,3 +204,16 @@ def test_overlap_add_synthesis_equals_causal_transposed_conv():
     ref.weight.data.copy_(fast.weight.data)
     z = torch.randn(2, 12, 9)
     assert torch.allclose(fast(z), ref(z), atol=1e-5)
+
+
+def test_stft_discriminator_scores_every_resolution_and_passes_gradients_to_its_input():
+    from audioe2e.nets.discriminator import MultiScaleSTFTDiscriminator
+    d = MultiScaleSTFTDiscriminator(channels=4)
+    x = (torch.randn(2, 8000) * 0.1).requires_grad_(True)
+    out = d(x)
+    assert len(out) == 3
+    for (logits, feats), (n_fft, hop) in zip(out, ((512, 128), (1024, 256), (256, 64))):
+        assert logits.shape[:2] == (2, 1) and logits.shape[2] == 8000 // hop + 1
+        assert len(feats) == 5
+    sum(lg.mean() for lg, _ in out).backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0

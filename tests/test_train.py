@@ -253,3 +253,49 @@ def test_export_of_a_research_twin_writes_weights_and_card_but_no_manifest_entry
     card = export_run(run, "separator-stft", models, corpus=None)
     assert card["task"] == "separate" and (models / "separator-stft.safetensors").is_file()
     assert (models / "separator-stft.md").is_file() and not (models / "manifest.json").exists()
+
+
+def _adversarial_codec(warmup=1):
+    from dataclasses import replace
+    rec = get_recipe("codec-gan")
+    return replace(rec, adversarial=dict(rec.adversarial, warmup=warmup, crop_s=0.25, examples=2))
+
+
+def test_adversarial_resume_reaches_the_same_state_and_never_ships_the_discriminator(corpus, tmp_path):
+    """The codec's adversarial fine-tuning resumes bit for bit: generator, discriminator and
+    both optimisers; the checkpoint keeps the discriminator apart (`disc.*`) and an export
+    carries only the model."""
+    from audioe2e.train.export import export_run
+    recipe = _adversarial_codec()
+    kw = dict(batch=2, seconds=0.5, val_every=1000, log_every=1)
+    torch.manual_seed(0)
+    train(recipe, corpus, tmp_path / "straight", steps=4, **kw)
+    torch.manual_seed(0)
+    train(recipe, corpus, tmp_path / "split", steps=2, **kw)
+    train(recipe, corpus, tmp_path / "split", steps=4, resume=True, **kw)
+    a = load_weights(tmp_path / "straight" / "last.safetensors")
+    b = load_weights(tmp_path / "split" / "last.safetensors")
+    assert any(k.startswith("disc.") for k in a[0]) and any(k.startswith("doptim.") for k in a[0])
+    assert a[0].keys() == b[0].keys()
+    for k in a[0]:
+        assert torch.allclose(a[0][k], b[0][k], atol=1e-6), k
+    logs = [json.loads(l) for l in (tmp_path / "split" / "log.jsonl").read_text().splitlines()]
+    assert all("d_loss" in r for r in logs if "loss" in r)   # the discriminator trained every step
+    assert any("g_adv" in r for r in logs if "loss" in r)    # and the generator saw it after warm-up
+    card = export_run(tmp_path / "split", "codec", tmp_path / "models", corpus, "last")
+    exported = load_weights(tmp_path / "models" / "codec.safetensors")[0]
+    assert card["step"] == 4 and not any(k.startswith(("disc.", "doptim.", "optim.")) for k in exported)
+
+
+def test_a_plain_run_resumed_adversarially_starts_a_fresh_discriminator_and_says_so(corpus, tmp_path):
+    recipe = _adversarial_codec(warmup=2)
+    kw = dict(batch=2, seconds=0.5, val_every=1000, log_every=1)
+    run = tmp_path / "r"
+    train(get_recipe("codec"), corpus, run, steps=2, **kw)
+    train(recipe, corpus, run, steps=5, resume=True, **kw)
+    logs = [json.loads(l) for l in (run / "log.jsonl").read_text().splitlines()]
+    assert any(r.get("note", "").startswith("adversarial training from step 2") for r in logs)
+    # warm-up counts from the step it began at: steps 3 and 4 train the discriminator alone
+    by_step = {r["step"]: r for r in logs if "loss" in r}
+    assert "g_adv" not in by_step[3] and "g_adv" not in by_step[4] and "g_adv" in by_step[5]
+    assert load_weights(run / "last.safetensors")[2]["adv_start"] == 2

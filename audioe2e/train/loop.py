@@ -146,13 +146,24 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
     torch.manual_seed(seed)  # same initial weights for the same seed (resume overrides them)
     model = build_model(dict(recipe.config)).to(dev)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr or recipe.lr)
+    adv = None
+    if recipe.adversarial:
+        from .adversarial import Adversarial
+        adv = Adversarial(**recipe.adversarial, sample_rate=model.sample_rate, device=dev)
     step, elapsed, best, meta_val_id, warm, lr_note, loss_note = 0, 0.0, None, None, None, None, None
+    adv_note = None
     last = run / "last.safetensors"
     if resume and last.is_file():
         state, config, meta = load_weights(last)
         model.load_state_dict(model_tensors(state))
         load_optimizer_state(opt, {k: v for k, v in state.items() if k.startswith("optim.")}, meta["optim"])
         step, elapsed, best = meta["step"], meta["elapsed"], meta.get("best")
+        if adv is not None:
+            if adv.load_state_tensors(state, meta.get("disc_optim")):
+                adv.start = meta.get("adv_start", 0)
+            else:
+                adv.start = step
+                adv_note = f"adversarial training from step {step}: {recipe.adversarial}"
         meta_val_id = meta.get("val_id", "")
         if lr and any(g["lr"] != lr for g in opt.param_groups):
             lr_note = f"learning rate {opt.param_groups[0]['lr']:g} -> {lr:g} from step {step}"
@@ -165,6 +176,8 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
         raise FileExistsError(f"{run} already has a checkpoint: pass --resume to continue it")
     elif init_from is not None:
         warm = f"warm start from {init_from}: {len(warm_start(model, init_from))}/{len(model.state_dict())} tensors"
+    if adv is not None and not adv_note and step == 0:
+        adv_note = f"adversarial training from step 0: {recipe.adversarial}"
     run.mkdir(parents=True, exist_ok=True)
     net = model
     if world > 1:
@@ -186,6 +199,10 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
         meta = {"step": step, "elapsed": elapsed, "best": best, "optim": scalars, "recipe": recipe.name,
                 "batch": batch, "seconds": seconds, "world": world, "val_id": val_id,
                 "loss": recipe.extra}
+        if adv is not None:
+            dtensors, dscalars = adv.state_tensors()
+            tensors.update(dtensors)
+            meta.update(disc_optim=dscalars, adv_start=adv.start, adversarial=recipe.adversarial)
         save_weights(last, tensors, model.config_dict(), meta)
 
     def emit(rec):
@@ -200,6 +217,8 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
         emit({"note": lr_note})
     if loss_note and rank == 0:
         emit({"note": loss_note})
+    if adv_note and rank == 0:
+        emit({"note": adv_note})
     if valset_changed and rank == 0:  # export starts the card's validation history after this note
         emit({"note": f"valsets rewritten ({meta_val_id} -> {val_id}: corpus rebuilt); resumed, best reset"})
     last_ckpt = time.time()
@@ -207,21 +226,28 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
     while step < steps:
         t0 = time.time()
         x, y = make_batch(mixer, recipe.task, batch, seed, step, rank)
+        # Randomness inside the forward (the codec's quantiser dropout) is a function of
+        # seed/step/rank too, so a resumed run draws what an uninterrupted one would have.
+        torch.manual_seed((seed * 1_000_003 + step) * 64 + rank)
         x, y = x.to(dev), y.to(dev)
         est = net(x)
         loss = loss_fn(est, y)
+        if adv is not None:
+            loss = loss + adv.generator_loss(est, y, step)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         if torch.isfinite(gnorm):
             opt.step()
+        if adv is not None:  # after the generator's update: D sees what G made at this step
+            adv.discriminator_step(est, y, step)
         step += 1
         elapsed += time.time() - t0
         running.append(loss.item())
         if rank == 0:
             if step % log_every == 0:
                 emit({"loss": sum(running) / len(running), "grad_norm": float(gnorm),
-                      "sec_per_step": round(elapsed / max(step, 1), 3)})
+                      "sec_per_step": round(elapsed / max(step, 1), 3), **(adv.last if adv else {})})
                 running = []
             if step % val_every == 0 or step == steps:
                 metrics = evaluate(model, recipe.task, val)

@@ -19,6 +19,7 @@ class Recipe:
     seconds: float = 3.0
     lr: float = 1e-3
     extra: dict[str, Any] = field(default_factory=dict)  # enhancement loss weights
+    adversarial: dict[str, Any] | None = None  # train.adversarial.Adversarial options, or none
 
 
 # Default enhancer from step 13,000: power-law compressed spectra (Braun & Tashev 2021) at a
@@ -38,6 +39,13 @@ _TINY_SISDR_COMPRESSED = {"stft_weight": 0.0, "level_weight": 0.5, "compressed_w
 # gradient norms on that checkpoint were 8.1, 8.2 and 0.79 at weight 1): after 750 steps
 # MR-STFT 2.53 → 2.45 but validation PESQ-WB 1.267 → 1.230, so it was stopped and not kept.
 _CODEC_SISDR_STFT = {"stft_weight": 1.0}
+# Codec, adversarial fine-tuning (2026-12-02, from the plain run's checkpoint): the same
+# reconstruction loss + a small multi-scale STFT discriminator (hinge + relative feature
+# matching, EnCodec-style) on 0.5 s crops of 4 of the 8 examples (+30 % step time; see
+# train.adversarial); the discriminator trains alone for its first 300 steps. Why: the plain
+# codec's output above ~1 kHz is envelope-shaped noise (card).
+_CODEC_ADV = {"weight": 1.0, "fm_weight": 2.0, "channels": 16, "crop_s": 0.5, "examples": 4, "lr": 2e-4,
+              "warmup": 300}
 _MASKNET = dict(arch="masknet", n_filters=256, kernel=128, bottleneck=128, hidden=256, layers=7, repeats=2)
 
 RECIPES: dict[str, Recipe] = {
@@ -53,6 +61,8 @@ RECIPES: dict[str, Recipe] = {
     "enhancer-tiny-dense": Recipe("enhancer-tiny-dense", "enhance", dict(arch="tiny_enhancer", frontend="dense"),
                                   batch=16, seconds=3.0, extra=_TINY_SISDR_COMPRESSED),
     "codec": Recipe("codec", "codec", dict(arch="codec"), batch=8, seconds=2.0, lr=1e-3, extra=_CODEC_SISDR_STFT),
+    "codec-gan": Recipe("codec-gan", "codec", dict(arch="codec"), batch=8, seconds=2.0, lr=3e-4,
+                        extra=_CODEC_SISDR_STFT, adversarial=_CODEC_ADV),
 }
 
 

@@ -21,6 +21,18 @@ from torch.nn import functional as F
 from ..nets.discriminator import MultiScaleSTFTDiscriminator
 
 
+def _average_over_ranks(params) -> None:
+    """Under torchrun, average the discriminator's gradients like DDP does the generator's
+    (every rank starts from the same seed, so the copies stay identical)."""
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return
+    for p in params:
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad /= dist.get_world_size()
+
+
 class Adversarial:
     def __init__(self, weight: float = 1.0, fm_weight: float = 2.0, channels: int = 16,
                  crop_s: float = 1.0, examples: int = 0, lr: float = 1e-4, warmup: int = 0,
@@ -76,6 +88,7 @@ class Adversarial:
         loss = loss / len(self.disc.discs)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
+        _average_over_ranks(self.disc.parameters())
         torch.nn.utils.clip_grad_norm_(self.disc.parameters(), 5.0)
         self.opt.step()
         self.last["d_loss"] = loss.item()

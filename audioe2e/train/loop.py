@@ -132,6 +132,22 @@ def _score_kind(best: dict, task: str) -> str:
     return best.get("score_kind") or ("-mrstft" if task == "codec" else "si_sdr")
 
 
+class _ModelWithLoss(torch.nn.Module):
+    """The model and its training loss as one module, so that DDP's search for unused
+    parameters starts from the loss: the codec's VQ codebook/commitment loss is a side output
+    of its forward (the codebooks reach the reconstruction only through the straight-through
+    estimator, detached), and searched from the reconstruction alone DDP took the codebooks
+    for unused and then saw their gradients arrive ("marked as ready twice")."""
+
+    def __init__(self, model, loss_fn):
+        super().__init__()
+        self.model, self.loss_fn = model, loss_fn
+
+    def forward(self, x, y):
+        est = self.model(x)
+        return self.loss_fn(est, y), est
+
+
 def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = False,
           device: str = "cpu", ckpt_minutes: float = 5.0, val_every: int = 500, log_every: int = 25,
           batch: int | None = None, seconds: float | None = None, lr: float | None = None, seed: int = 0,
@@ -179,11 +195,11 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
     if adv is not None and not adv_note and step == 0:
         adv_note = f"adversarial training from step 0: {recipe.adversarial}"
     run.mkdir(parents=True, exist_ok=True)
-    net = model
+    net = _ModelWithLoss(model, loss_for(recipe, model))
     if world > 1:
-        # The TCN's last residual conv feeds nothing (only its skip output is used).
-        net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
-    loss_fn = loss_for(recipe, model)
+        # The TCN's last residual conv feeds nothing (only its skip output is used), and the
+        # codec's dropped quantiser stages feed nothing in some steps.
+        net = torch.nn.parallel.DistributedDataParallel(net, find_unused_parameters=True)
     mixer = Mixer(Corpus(corpus, "train"), seconds)
     val = load_valset(corpus, recipe.task) if rank == 0 else None
     val_id = valset_id(corpus, recipe.task)
@@ -230,8 +246,7 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
         # seed/step/rank too, so a resumed run draws what an uninterrupted one would have.
         torch.manual_seed((seed * 1_000_003 + step) * 64 + rank)
         x, y = x.to(dev), y.to(dev)
-        est = net(x)
-        loss = loss_fn(est, y)
+        loss, est = net(x, y)
         if adv is not None:
             loss = loss + adv.generator_loss(est, y, step)
         opt.zero_grad(set_to_none=True)
@@ -239,7 +254,7 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         if torch.isfinite(gnorm):
             opt.step()
-        if adv is not None:  # after the generator's update: D sees what G made at this step
+        if adv is not None:  # on this step's (detached) output, once the generator has stepped
             adv.discriminator_step(est, y, step)
         step += 1
         elapsed += time.time() - t0

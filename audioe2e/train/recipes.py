@@ -43,7 +43,9 @@ _CODEC_SISDR_STFT = {"stft_weight": 1.0}
 # reconstruction loss + a small multi-scale STFT discriminator (hinge + relative feature
 # matching, EnCodec-style) on 0.5 s crops of 4 of the 8 examples (+30 % step time; see
 # train.adversarial); the discriminator trains alone for its first 300 steps. Why: the plain
-# codec's output above ~1 kHz is envelope-shaped noise (card).
+# codec's output above ~1 kHz is envelope-shaped noise (card). Weights as DAC's (adv 1, FM 2);
+# measured on the checkpoint after the warm-up (step 14,000, two batches), gradient norms at
+# weight 1: reconstruction 10–40, adversarial 2.1–2.8, feature matching 0.4–0.6.
 _CODEC_ADV = {"weight": 1.0, "fm_weight": 2.0, "channels": 16, "crop_s": 0.5, "examples": 4, "lr": 2e-4,
               "warmup": 300}
 _MASKNET = dict(arch="masknet", n_filters=256, kernel=128, bottleneck=128, hidden=256, layers=7, repeats=2)

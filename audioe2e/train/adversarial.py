@@ -9,7 +9,7 @@ keep the discriminator's cost on 2 CPU cores well below the generator's (measure
 batch 8 × 2 s, one thread: 0.4–0.5 s per plain step; with 1 s crops of all 8 examples 2.2–2.4 s,
 with 0.5 s crops of 4 examples 0.58 s).
 
-Checkpointing: `state_tensors()` names everything `disc.*` (weights) and `dopt.*` (Adam state),
+Checkpointing: `state_tensors()` names everything `disc.*` (weights) and `doptim.*` (Adam state),
 which never collides with the loop's `model.*` / `optim.*`, and an exported model keeps only
 `model.*`, so the discriminator never ships.
 """

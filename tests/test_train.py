@@ -55,8 +55,9 @@ def test_snr_is_as_asked(corpus):
         assert abs(got - snr) < 0.05
 
 
-def test_resume_reaches_the_same_state(corpus, tmp_path):
-    recipe = get_recipe("enhancer-tiny")
+def train_straight_and_split(recipe, corpus, tmp_path):
+    """4 steps in one go, and 2 + 2 with a resume in between, from the same seed → the two
+    last checkpoints (tensors, config, meta) after asserting that every tensor is equal."""
     kw = dict(batch=2, seconds=0.5, val_every=1000, log_every=1)
     torch.manual_seed(0)
     train(recipe, corpus, tmp_path / "straight", steps=4, **kw)
@@ -66,8 +67,14 @@ def test_resume_reaches_the_same_state(corpus, tmp_path):
     a = load_weights(tmp_path / "straight" / "last.safetensors")
     b = load_weights(tmp_path / "split" / "last.safetensors")
     assert a[2]["step"] == b[2]["step"] == 4
+    assert a[0].keys() == b[0].keys()
     for k in a[0]:
         assert torch.allclose(a[0][k], b[0][k], atol=1e-6), k
+    return a, b
+
+
+def test_resume_reaches_the_same_state(corpus, tmp_path):
+    train_straight_and_split(get_recipe("enhancer-tiny"), corpus, tmp_path)
 
 
 def test_refuses_to_overwrite_a_run_without_resume(corpus, tmp_path):
@@ -266,19 +273,8 @@ def test_adversarial_resume_reaches_the_same_state_and_never_ships_the_discrimin
     both optimisers; the checkpoint keeps the discriminator apart (`disc.*`) and an export
     carries only the model."""
     from audioe2e.train.export import export_run
-    recipe = _adversarial_codec()
-    kw = dict(batch=2, seconds=0.5, val_every=1000, log_every=1)
-    torch.manual_seed(0)
-    train(recipe, corpus, tmp_path / "straight", steps=4, **kw)
-    torch.manual_seed(0)
-    train(recipe, corpus, tmp_path / "split", steps=2, **kw)
-    train(recipe, corpus, tmp_path / "split", steps=4, resume=True, **kw)
-    a = load_weights(tmp_path / "straight" / "last.safetensors")
-    b = load_weights(tmp_path / "split" / "last.safetensors")
+    a, _ = train_straight_and_split(_adversarial_codec(), corpus, tmp_path)
     assert any(k.startswith("disc.") for k in a[0]) and any(k.startswith("doptim.") for k in a[0])
-    assert a[0].keys() == b[0].keys()
-    for k in a[0]:
-        assert torch.allclose(a[0][k], b[0][k], atol=1e-6), k
     logs = [json.loads(l) for l in (tmp_path / "split" / "log.jsonl").read_text().splitlines()]
     assert all("d_loss" in r for r in logs if "loss" in r)   # the discriminator trained every step
     assert any("g_adv" in r for r in logs if "loss" in r)    # and the generator saw it after warm-up

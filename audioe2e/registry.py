@@ -71,7 +71,7 @@ def model_info(name: str) -> ModelInfo:
 def build_model(config: dict[str, Any]):
     """Rebuild an (untrained) network from its stored config; dispatch on `config['arch']`."""
     arch = config.get("arch")
-    if arch == "tiny_enhancer":
+    if arch in ("tiny_enhancer", "gru_enhancer"):  # one class: the default enhancer is its big sibling
         from .nets.tiny import TinyEnhancer
         return TinyEnhancer.from_config(config)
     if arch == "masknet":

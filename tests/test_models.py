@@ -38,6 +38,26 @@ def test_tiny_streaming_equals_whole_file():
             assert torch.allclose(got, whole, atol=1e-5), (frontend, sizes)
 
 
+def test_gru_enhancer_recipes_stream_like_whole_file_at_32ms_frames():
+    """The default enhancer's recipes (n 512, hop 256, dense learned DFT) keep the tiny
+    model's streaming contract: any blocking gives the whole-file output, length kept."""
+    from audioe2e.registry import build_model
+    from audioe2e.train.recipes import get_recipe
+
+    torch.manual_seed(0)
+    for name in ("enhancer-gru", "enhancer-gru-wide"):
+        m = build_model(dict(get_recipe(name).config)).eval()
+        assert 1_000_000 <= sum(p.numel() for p in m.parameters()) <= 5_000_000
+        assert 1000 * m.latency / m.sample_rate == 32
+        x = torch.randn(1, 7001) * 0.1
+        with torch.no_grad():
+            whole = m(x)
+        for sizes in ([1, 255, 777], [7001]):
+            got = stream(m.make_streamer(), x, sizes)
+            assert got.shape == x.shape
+            assert torch.allclose(got, whole, atol=1e-5), (name, sizes)
+
+
 def _perturbed_tiny() -> TinyEnhancer:
     torch.manual_seed(3)
     m = TinyEnhancer(TinyConfig()).eval()

@@ -177,9 +177,10 @@ def test_ablation_scores_twins_side_by_side(corpus, tmp_path):
     assert ablation.main(["--run", f"x={tmp_path / 'nope'}", "--corpus", str(corpus)]) == 2
 
 
-def test_resume_notes_a_rewritten_valset_and_a_new_learning_rate(corpus, tmp_path):
+def test_resume_notes_a_rewritten_valset_a_new_learning_rate_and_batch(corpus, tmp_path):
     """A resumed run whose valset changed (corpus rebuilt) says so in its log and forgets its
-    old best score; a new --lr is logged: the model card's history must not mix valsets."""
+    old best score; a new --lr and a new effective batch (another --batch, or more processes
+    under torchrun) are logged: the model card's history must not mix valsets or hide them."""
     from audioe2e.train.valsets import valset_dir
     recipe = get_recipe("enhancer-tiny")
     kw = dict(batch=2, seconds=0.5, val_every=1000, log_every=1)
@@ -189,12 +190,13 @@ def test_resume_notes_a_rewritten_valset_and_a_new_learning_rate(corpus, tmp_pat
     saved = meta.read_text()
     try:
         meta.write_text(saved.replace('"id"', '"rebuilt": 1, "id"'))
-        train(recipe, corpus, run, steps=3, resume=True, lr=5e-4, **kw)
+        train(recipe, corpus, run, steps=3, resume=True, lr=5e-4, **dict(kw, batch=3))
     finally:
         meta.write_text(saved)
     notes = [json.loads(l).get("note", "") for l in (run / "log.jsonl").read_text().splitlines()]
     assert any(n.startswith("valsets rewritten") for n in notes)
     assert any(n.startswith("learning rate 0.001 -> 0.0005 from step 2") for n in notes)
+    assert "effective batch 1 x 2 -> 1 x 3 (processes x batch) from step 2" in notes
     assert load_weights(run / "last.safetensors")[2]["best"]["step"] == 3  # only new-valset scores
 
 

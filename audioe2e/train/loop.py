@@ -167,7 +167,7 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
         from .adversarial import Adversarial
         adv = Adversarial(**recipe.adversarial, sample_rate=model.sample_rate, device=dev)
     step, elapsed, best, meta_val_id, warm, lr_note, loss_note = 0, 0.0, None, None, None, None, None
-    adv_note = None
+    adv_note = world_note = None
     last = run / "last.safetensors"
     if resume and last.is_file():
         state, config, meta = load_weights(last)
@@ -185,6 +185,10 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
             lr_note = f"learning rate {opt.param_groups[0]['lr']:g} -> {lr:g} from step {step}"
             for g in opt.param_groups:
                 g["lr"] = lr
+        if (meta.get("world", 1), meta.get("batch", batch)) != (world, batch):
+            # e.g. a single-process run continued under torchrun: the effective batch changed
+            world_note = (f"effective batch {meta.get('world', 1)} x {meta.get('batch', batch)} -> "
+                          f"{world} x {batch} (processes x batch) from step {step}")
         if meta.get("loss", {}) != recipe.extra:
             before = meta["loss"] if "loss" in meta else "(not recorded)"
             loss_note = f"loss weights {before} -> {recipe.extra} from step {step}"
@@ -233,6 +237,8 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
         emit({"note": lr_note})
     if loss_note and rank == 0:
         emit({"note": loss_note})
+    if world_note and rank == 0:
+        emit({"note": world_note})
     if adv_note and rank == 0:
         emit({"note": adv_note})
     if valset_changed and rank == 0:  # export starts the card's validation history after this note

@@ -7,6 +7,8 @@ and the overlap-add tail, so `step` on chunks equals `step` on the whole signal.
 
 `frontend` selects the ablation twins trained the same way: "butterfly" (learnable fast
 transform), "fft" (fixed torch.fft), "dense" (learned n×n matrices, DFT-initialised).
+The default enhancer is the same class at n 512 / hop 256 with the dense front-end and a
+256-unit GRU (arch name "gru_enhancer", recipe `enhancer-gru`): one streaming code path.
 """
 from __future__ import annotations
 

@@ -6,13 +6,14 @@ from typing import Optional
 
 import typer
 
+from .recipes import RECIPES  # names only: recipes.py imports no torch at module level
+
 app = typer.Typer(help="Train the models on a corpus (see `audioe2e corpus build`).", no_args_is_help=True)
 
 
 @app.command("run")
 def run_cmd(
-    recipe: str = typer.Argument(..., help="separator | separator-stft | enhancer | enhancer-gru | enhancer-gru-wide | "
-                                 "enhancer-tiny | enhancer-tiny-fft | enhancer-tiny-dense | codec | codec-gan"),
+    recipe: str = typer.Argument(..., help=" | ".join(RECIPES)),
     corpus: Path = typer.Option(Path("corpus"), help="corpus folder with manifest.jsonl"),
     run: Path = typer.Option(..., "--run", "--run-dir", help="run folder: checkpoints and log.jsonl (--run-dir under torchrun, whose own options swallow --run)"),
     steps: int = typer.Option(20000, help="train until this many steps"),

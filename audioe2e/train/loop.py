@@ -231,16 +231,9 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
         log.flush()
         print(json.dumps(rec), flush=True)
 
-    if warm and rank == 0:
-        emit({"note": warm})
-    if lr_note and rank == 0:
-        emit({"note": lr_note})
-    if loss_note and rank == 0:
-        emit({"note": loss_note})
-    if world_note and rank == 0:
-        emit({"note": world_note})
-    if adv_note and rank == 0:
-        emit({"note": adv_note})
+    for note in (warm, lr_note, loss_note, world_note, adv_note):
+        if note and rank == 0:
+            emit({"note": note})
     if valset_changed and rank == 0:  # export starts the card's validation history after this note
         emit({"note": f"valsets rewritten ({meta_val_id} -> {val_id}: corpus rebuilt); resumed, best reset"})
     last_ckpt = time.time()

@@ -194,7 +194,12 @@ def models(json_out: Json = False):
     t = Table("name", "task", "available", "params", "rate", "latency ms", "size MB", "notes")
     for r in rows:
         size = f"{r['size_bytes'] / 1e6:.1f}" if r.get("size_bytes") else ""
-        metrics = ", ".join(f"{k} {v}" for k, v in (r.get("metrics") or {}).items())
+        # val_score repeats one of the named metrics: show each number once, and the valset
+        # fingerprint, since rows trained on different valsets are not comparable.
+        metrics = ", ".join(f"{k} {v}" for k, v in (r.get("metrics") or {}).items()
+                            if k not in ("val_score", "val_score_kind"))
+        if metrics and r.get("val_id"):
+            metrics += f" (valset {r['val_id'][:8]})"
         note = metrics or r.get("status", "")
         if "no trained weights" in note:
             note = "not shipped yet"

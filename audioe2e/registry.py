@@ -113,6 +113,7 @@ def list_models() -> list[dict[str, Any]]:
         config, meta = read_header(info.file)
         row.update(available=True, file=info.file.name, size_bytes=info.file.stat().st_size,
                    sample_rate=config.get("sample_rate"), params=meta.get("params"),
-                   latency_ms=meta.get("latency_ms"), metrics=info.card.get("metrics", {}))
+                   latency_ms=meta.get("latency_ms"), metrics=info.card.get("metrics", {}),
+                   val_id=info.card.get("val_id"))
         rows.append(row)
     return rows

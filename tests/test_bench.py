@@ -75,13 +75,16 @@ def test_refresh_replaces_only_the_tables_under_matching_headings(tmp_path):
 
     results = tmp_path / "results.md"
     results.write_text("### 1. Enhancement: 2 clips\n\n| system | PESQ |\n|---|---:|\n| new | 2.00 |\n\n"
-                       "### 4. Speed\n\n| model | RTF |\n|---|---:|\n| tiny | 0.004 |\n")
+                       "### 4. Speed\n\n| model | RTF |\n|---|---:|\n| tiny | 0.004 |\n\n"
+                       "Bench time: 408 s wall, 552 s CPU.\n")
     card = tmp_path / "card.md"
-    card.write_text("intro\n\n### Bench: 1. Enhancement: 2 clips\n\nsome prose\n\n"
+    card.write_text("intro\n\nBench time: 268 s wall, 372 s CPU.\n\n"
+                    "### Bench: 1. Enhancement: 2 clips\n\nsome prose\n\n"
                     "| system | PESQ |\n|---|---:|\n| old | 1.00 |\n| older | 0.90 |\n\nafter\n\n"
                     "#### Other table\n\n| a | b |\n|---|---|\n| 1 | 2 |\n")
     assert main([str(results), str(card)]) == 0
     text = card.read_text()
     assert "| new | 2.00 |" in text and "old" not in text
     assert "some prose" in text and "after" in text and "| 1 | 2 |" in text
+    assert "Bench time: 408 s wall, 552 s CPU." in text and "268 s" not in text
     assert main([str(tmp_path / "missing.md"), str(card)]) == 2

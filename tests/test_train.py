@@ -101,6 +101,8 @@ def test_export_writes_weights_card_notes_and_manifest(tmp_path):
                  {"step": 20, "elapsed": 36.0, "val": {"si_sdr": 9.5, "si_sdri": 2.0, "score": 1.9,
                                                        "score_kind": "pesq_wb", "pesq_wb": 1.9},
                   "recipe": "enhancer-tiny"})
+    save_weights(run / "last.safetensors", m.state_dict(), m.config_dict(),
+                 {"step": 25, "recipe": "enhancer-tiny", "val_id": "feedc0ffee123456"})
     log = [{"val": {"si_sdr": 9.0, "si_sdri": 1.5, "score": 9.0}, "step": 10},
            {"note": "loss changed at step 15"},
            {"val": {"si_sdr": 9.5, "si_sdri": 2.0, "score": 1.9, "score_kind": "pesq_wb", "pesq_wb": 1.9},
@@ -111,7 +113,9 @@ def test_export_writes_weights_card_notes_and_manifest(tmp_path):
     assert card["step"] == 20 and card["metrics"]["val_si_sdri"] == 2.0
     assert card["metrics"]["val_pesq_wb"] == 1.9 and card["metrics"]["val_score_kind"] == "pesq_wb"
     assert [r["step"] for r in card["val_history"]] == [10, 20]
+    assert card["total_steps_trained"] == 25 and card["val_id"] == "feedc0ffee123456"
     md = (models / "enhancer-tiny.md").read_text()
+    assert "Valset fingerprint `feedc0ffee123456`" in md
     assert "| 20 | 9.50 | 2.00 | – | 1.90 |" in md and "| 10 | 9.00 | 1.50 | – | – |" in md
     assert "loss changed at step 15" in md and md.rstrip().endswith("measured row")
     man = json.loads((models / "manifest.json").read_text())

@@ -4,8 +4,9 @@
 
 Why: the published tables must be the ones a bench run printed, not retyped. Each `### TITLE`
 section of results.md replaces the table under every heading of a target file whose text is
-TITLE (optionally prefixed "Bench: ", any heading level); prose is left alone, so the text
-around a table still has to be checked by hand. Prints what it replaced; exit 2 on bad input.
+TITLE (optionally prefixed "Bench: ", any heading level), and a target's "Bench time: ..." line
+takes the run's; other prose is left alone, so the text around a table still has to be
+checked by hand. Prints what it replaced; exit 2 on bad input.
 """
 from __future__ import annotations
 
@@ -56,19 +57,38 @@ def refresh(text: str, tables: dict[str, list[str]]) -> tuple[str, list[str]]:
     return "\n".join(lines) + ("\n" if text.endswith("\n") else ""), done
 
 
+BENCH_TIME = "Bench time:"
+
+
+def bench_time_line(results_md: str) -> str | None:
+    """The run's own "Bench time: ..." line (wall and CPU seconds), if it printed one."""
+    return next((l for l in results_md.splitlines() if l.startswith(BENCH_TIME)), None)
+
+
+def refresh_bench_time(text: str, line: str | None) -> tuple[str, bool]:
+    """Replace every "Bench time:" line of a target by the run's (a stale one drifted once)."""
+    if line is None or BENCH_TIME not in text:
+        return text, False
+    lines = [line if l.startswith(BENCH_TIME) else l for l in text.splitlines()]
+    return "\n".join(lines) + ("\n" if text.endswith("\n") else ""), True
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) < 2:
         print("usage: python -m audioe2e.bench.refresh RESULTS.md TARGET.md [...]", file=sys.stderr)
         return 2
     try:
-        tables = tables_by_title(Path(args[0]).read_text())
+        results = Path(args[0]).read_text()
+        tables, timing = tables_by_title(results), bench_time_line(results)
         if not tables:
             raise ValueError(f"{args[0]}: no '### title' sections with tables")
         for target in map(Path, args[1:]):
             new, done = refresh(target.read_text(), tables)
+            new, timed = refresh_bench_time(new, timing)
             target.write_text(new)
-            print(f"{target}: {len(done)} table(s) replaced" + (f": {'; '.join(done)}" if done else ""))
+            print(f"{target}: {len(done)} table(s) replaced" + (f": {'; '.join(done)}" if done else "")
+                  + ("; bench time line replaced" if timed else ""))
     except (OSError, ValueError, UnicodeDecodeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

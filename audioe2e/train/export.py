@@ -46,6 +46,9 @@ def export_run(run: Path, name: str, models_dir: Path, corpus: Path | None = Non
         "segment_seconds": last_meta.get("seconds"),
         "metrics": {f"val_{k}": round(v, 3) if isinstance(v, float) else v
                     for k, v in (meta.get("val") or {}).items()},
+        # Which valset the metrics are on: a rebuilt corpus can rewrite it, and scores from
+        # different valsets must not be read side by side.
+        "val_id": last_meta.get("val_id"),
         "val_history": [{"step": r["step"], **r["val"]} for r in vals],
         "training_notes": [r["note"] for r in log if "note" in r],
     }
@@ -74,6 +77,8 @@ def card_markdown(card: dict, notes: str = "") -> str:
              f"{card.get('train_hours')} h of training-process time, batch {card.get('batch')} × "
              f"{card.get('segment_seconds')} s",
              "", "## Validation (fixed on-disk valset of unseen speakers; SI-SDR in dB)", "",
+             f"Valset fingerprint `{card.get('val_id') or 'not recorded'}` (scores compare only "
+             "within one fingerprint).", "",
              "| step | SI-SDR | SI-SDRi | MR-STFT distance | PESQ-WB |", "|---:|---:|---:|---:|---:|"]
     for r in card.get("val_history", []):
         mr = f"{r['mrstft']:.3f}" if "mrstft" in r else "–"

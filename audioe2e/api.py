@@ -80,6 +80,32 @@ def load_model(name: str, device: str = "cpu"):
         raise ModelNotAvailable(f"model '{name}': {e}") from None
 
 
+def load_numpy_tiny(threads: Optional[int] = None):
+    """The tiny enhancer on its torch-free engine (`nets/tiny_numpy.py`), or None where that
+    engine cannot run it (no compiled GRU loop, fake models in tests, `AUDIOE2E_ENGINE=torch`).
+    Why: start-up. `import torch` takes ~2 s, as long as this model needs for 10 minutes of
+    audio; on a GPU (`--device cuda`) the torch model is used as before."""
+    if os.environ.get("AUDIOE2E_FAKE_MODEL") or os.environ.get("AUDIOE2E_ENGINE") == "torch":
+        return None
+    from .nets import tiny_numpy
+    from .registry import ModelNotAvailable, model_info
+
+    if not tiny_numpy.available():
+        return None
+    if threads is not None:
+        if threads < 1:
+            raise UsageError("--threads must be at least 1")
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(limits=threads, user_api="blas")
+    info = model_info("enhancer-tiny")
+    try:
+        model = tiny_numpy.load(info.file, info.sha256)
+    except (ValueError, OSError, KeyError) as e:  # corrupt, altered or foreign weights file
+        raise ModelNotAvailable(f"model 'enhancer-tiny': {e}") from None
+    model.model_name, model.weights_sha256, model.card = info.name, info.sha256, info.card
+    return model
+
+
 def user_error(e: BaseException) -> bool:
     """An error about the user's data or files (not a bug): reported without a traceback."""
     return isinstance(e, (AudioError, UsageError, OSError)) or any(
@@ -164,9 +190,9 @@ def _to_numpy(y, rows: int) -> np.ndarray:
 def stream_file(inp: Input, outs: list[str], mode: str, model, make_streamer: Callable, *,
                 separate: bool = False, subtype: Optional[str] = None, clip: str = "clamp",
                 progress: bool = False, block: int = BLOCK, quality: str = "HQ") -> dict:
-    """Run one input through a streamer into its output file(s); returns stats."""
-    import torch
-
+    """Run one input through a streamer into its output file(s); returns stats. Streamers
+    take and give torch tensors, or numpy arrays where they say `numpy_io` (the torch-free
+    tiny engine, which must not import torch)."""
     with open_reader(inp.path, block) as reader, ExitStack() as stack:
         info = reader.info
         first, blocks = first_and_rest(reader)
@@ -182,6 +208,12 @@ def stream_file(inp: Input, outs: list[str], mode: str, model, make_streamer: Ca
         down = Resampler(model.sample_rate, info.rate, C * S, quality)
         keep = ExactLength(C * S)
         streamer = make_streamer()
+        if getattr(streamer, "numpy_io", False):
+            to_model, from_model = np.ascontiguousarray, lambda y: y.reshape(C * S, -1)
+        else:
+            import torch
+            to_model = lambda x: torch.from_numpy(np.ascontiguousarray(x))  # noqa: E731
+            from_model = lambda y: _to_numpy(y, C * S)  # noqa: E731
         prog = stack.enter_context(Progress(inp.display, info.duration, progress))
         n_in = 0
 
@@ -196,11 +228,11 @@ def stream_file(inp: Input, outs: list[str], mode: str, model, make_streamer: Ca
                     w.write(z[:, s])
 
         def model_out(y):
-            write(keep.push(down.process(_to_numpy(y, C * S)), limit=n_in))
+            write(keep.push(down.process(from_model(y)), limit=n_in))
 
         def model_in(x: np.ndarray):
             if x.shape[-1]:
-                model_out(streamer.feed(torch.from_numpy(np.ascontiguousarray(x))))
+                model_out(streamer.feed(to_model(x)))
 
         for blk in chain([first], blocks):
             if mono and blk.shape[0] > 1:
@@ -222,6 +254,10 @@ def stream_file(inp: Input, outs: list[str], mode: str, model, make_streamer: Ca
 
 
 def _prepare(model, name: str, device: str, threads: Optional[int]):
+    if model is None and name == "enhancer-tiny" and (device or "auto").lower() in ("auto", "cpu"):
+        numpy_model = load_numpy_tiny(threads)
+        if numpy_model is not None:
+            return numpy_model, "cpu"
     setup_torch(threads)
     device = resolve_device(device)
     if model is None:
@@ -233,7 +269,8 @@ def stamp(reports: list[FileReport], model, device: str) -> list[FileReport]:
     """Name the model (and its weights hash) and the device in every file's report, so a
     `--json` report says which weights produced which file."""
     who = {"model": str(getattr(model, "model_name", type(model).__name__)),
-           "model_sha256": str(getattr(model, "weights_sha256", "")), "device": str(device)}
+           "model_sha256": str(getattr(model, "weights_sha256", "")), "device": str(device),
+           "engine": str(getattr(model, "engine", "torch"))}
     for r in reports:
         r.extra.update(who)
     return reports

@@ -10,10 +10,13 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from safetensors.torch import load_file, save_file
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported inside the functions that need it: the torch-free tiny engine
+# (nets/tiny_numpy.py) reads weights through `check_sha256` and `read_header` without it.
 
 
 def sha256_file(path: str | os.PathLike, block: int = 1 << 20) -> str:
@@ -29,6 +32,8 @@ def save_weights(path: str | os.PathLike, state: dict[str, torch.Tensor], config
     """Atomically write `state` with `config` (and `meta`) as JSON strings in the header.
 
     Returns the sha256 of the written file."""
+    from safetensors.torch import save_file
+
     path = Path(path)
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     header = {"config": json.dumps(config, sort_keys=True), "meta": json.dumps(meta or {}, sort_keys=True)}
@@ -43,13 +48,22 @@ def read_header(path: str | os.PathLike) -> tuple[dict, dict]:
     """Config and metadata of a weights file, without loading tensors."""
     from safetensors import safe_open
 
-    with safe_open(str(path), framework="pt") as f:
+    with safe_open(str(path), framework="np") as f:
         md = f.metadata() or {}
     return json.loads(md.get("config", "{}")), json.loads(md.get("meta", "{}"))
 
 
 def load_weights(path: str | os.PathLike, expected_sha256: str | None = None):
     """Return (state_dict, config, meta); refuse a file whose sha256 differs from the expected."""
+    from safetensors.torch import load_file
+
+    check_sha256(path, expected_sha256)
+    config, meta = read_header(path)
+    return load_file(str(path)), config, meta
+
+
+def check_sha256(path: str | os.PathLike, expected_sha256: str | None) -> None:
+    """Refuse a missing file, or one whose sha256 differs from the expected (when given)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
@@ -58,5 +72,3 @@ def load_weights(path: str | os.PathLike, expected_sha256: str | None = None):
         if got != expected_sha256:
             raise ValueError(f"weights file {path.name} is corrupt or altered: sha256 {got[:12]}… "
                              f"!= expected {expected_sha256[:12]}…")
-    config, meta = read_header(path)
-    return load_file(str(path)), config, meta

@@ -1,0 +1,120 @@
+"""The torch-free tiny engine (nets/tiny_numpy.py) computes the tiny enhancer's function:
+same step outputs and states as the torch reference on trained-looking (perturbed) weights,
+same streamed output for any blocking with --atten-lim/--mix, and the CLI uses it without
+importing torch while a corrupt weights file still gives one error line."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from audioe2e.checkpoint import save_weights
+from audioe2e.nets import tiny_numpy
+from audioe2e.nets.tiny import TinyConfig, TinyEnhancer
+
+pytestmark = pytest.mark.skipif(not tiny_numpy.available(), reason="compiled GRU loop not built")
+
+
+def perturbed_tiny(seed: int = 0, **cfg) -> TinyEnhancer:
+    """A tiny model whose butterflies and windows are moved off their FFT/Hann start, as
+    training moves them, so that a wrong twiddle index or window fold shows."""
+    torch.manual_seed(seed)
+    m = TinyEnhancer(TinyConfig(**cfg)).eval()
+    with torch.no_grad():
+        for p in (m.analysis.fly.twiddles, m.synthesis.fly.twiddles):
+            p.mul_(1 + 0.1 * torch.randn_like(p)).add_(0.02 * torch.randn_like(p))
+        m.win_a.mul_(1 + 0.2 * torch.rand_like(m.win_a))
+        m.win_s.mul_(1 + 0.2 * torch.rand_like(m.win_s))
+        m.out.bias.add_(1.0)  # masks away from 0.5
+    m.use_fast = False  # compare with the reference path, not the torch fast path
+    return m
+
+
+def as_numpy(m: TinyEnhancer, tmp_path) -> tiny_numpy.NumpyTinyEnhancer:
+    path = tmp_path / "tiny.safetensors"
+    sha = save_weights(path, m.state_dict(), m.config_dict())
+    return tiny_numpy.load(path, sha)
+
+
+@pytest.mark.parametrize("cfg", [{}, {"n_fft": 128, "hop": 64, "hidden": 32, "layers": 1}])
+def test_numpy_step_equals_torch_reference(tmp_path, cfg):
+    m = perturbed_tiny(**cfg)
+    nm = as_numpy(m, tmp_path)
+    x = (0.1 * np.random.default_rng(1).standard_normal((3, m.hop * 37))).astype(np.float32)
+    state_t, state_n = None, None
+    for part in np.split(x, [m.hop * 5, m.hop * 6], axis=-1):  # state carried over calls
+        with torch.no_grad():
+            y_t, state_t = m.step(torch.from_numpy(part), state_t)
+        y_n, state_n = nm.step(part, state_n)
+        assert y_n.shape == tuple(y_t.shape)
+        np.testing.assert_allclose(y_n, y_t.numpy(), atol=2e-5)
+    for a, b in zip(state_n, state_t):
+        np.testing.assert_allclose(a, b.numpy(), atol=2e-5)
+
+
+@pytest.mark.parametrize("kw", [{}, {"atten_lim_db": 6.0}, {"wet": 0.3}])
+def test_numpy_streamer_equals_torch_streamer_for_any_blocking(tmp_path, kw):
+    m = perturbed_tiny(seed=2)
+    nm = as_numpy(m, tmp_path)
+    rng = np.random.default_rng(3)
+    x = (0.1 * rng.standard_normal((2, 5003))).astype(np.float32)
+    whole = m.make_streamer("cpu", **kw)
+    ref = torch.cat([whole.feed(torch.from_numpy(x)), whole.flush()], -1).numpy()
+    s = nm.make_streamer("cpu", **kw)
+    cuts = np.sort(rng.choice(np.arange(1, x.shape[1]), 9, replace=False))
+    outs = [s.feed(b) for b in np.split(x, cuts, axis=-1)] + [s.flush()]
+    y = np.concatenate(outs, -1)
+    assert y.shape == x.shape == ref.shape
+    np.testing.assert_allclose(y, ref, atol=2e-5)
+
+
+def run_cli(args, env_extra, cwd):
+    """The CLI in a fresh interpreter; also reports whether torch got imported."""
+    code = ("import sys\nfrom audioe2e.cli import main\nsys.argv = ['audioe2e'] + sys.argv[1:]\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    code = e.code\nelse:\n    code = 0\n"
+            "print('TORCH_IMPORTED' if 'torch' in sys.modules else 'NO_TORCH', file=sys.stderr)\n"
+            "sys.exit(code)\n")
+    import os
+    env = {k: v for k, v in os.environ.items() if k != "AUDIOE2E_FAKE_MODEL"}
+    env.update(env_extra)
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True,
+                          text=True, timeout=300, cwd=cwd, env=env)
+
+
+def test_cli_tiny_runs_without_torch_and_matches_the_torch_engine(tmp_path, wav):
+    from audioe2e.registry import manifest
+    if "enhancer-tiny" not in manifest():
+        pytest.skip("enhancer-tiny not shipped")
+    src = wav("a.wav", rate=22050, channels=2, seconds=1.3)
+    p = run_cli(["enhance", "--tiny", src, "-o", tmp_path / "np.wav", "--json", "--threads", "1"], {}, tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "NO_TORCH" in p.stderr
+    assert json.loads(p.stdout)["files"][0]["engine"] == "numpy"
+    p = run_cli(["enhance", "--tiny", src, "-o", tmp_path / "pt.wav"], {"AUDIOE2E_ENGINE": "torch"}, tmp_path)
+    assert p.returncode == 0 and "TORCH_IMPORTED" in p.stderr
+    import soundfile as sf
+    a, ra = sf.read(str(tmp_path / "np.wav"), dtype="float32")
+    b, rb = sf.read(str(tmp_path / "pt.wav"), dtype="float32")
+    assert ra == rb == 22050 and a.shape == b.shape
+    assert np.abs(a - b).max() <= 2 / 32768  # same PCM_16 samples to a rounding step
+
+
+def test_cli_tiny_with_altered_weights_fails_in_one_line(tmp_path, wav):
+    import shutil
+
+    from audioe2e.registry import manifest, models_dir
+    if "enhancer-tiny" not in manifest():
+        pytest.skip("enhancer-tiny not shipped")
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(models_dir() / "manifest.json", models)
+    data = bytearray((models_dir() / "enhancer-tiny.safetensors").read_bytes())
+    data[-5] ^= 0xFF
+    (models / "enhancer-tiny.safetensors").write_bytes(bytes(data))
+    p = run_cli(["enhance", "--tiny", wav("a.wav"), "-o", tmp_path / "o.wav"],
+                {"AUDIOE2E_MODELS": str(models)}, tmp_path)
+    lines = [l for l in p.stderr.splitlines() if l not in ("NO_TORCH", "TORCH_IMPORTED")]
+    assert p.returncode == 3 and len(lines) == 1 and "corrupt or altered" in lines[0]
+    assert not (tmp_path / "o.wav").exists()

@@ -80,28 +80,32 @@ def load_model(name: str, device: str = "cpu"):
         raise ModelNotAvailable(f"model '{name}': {e}") from None
 
 
-def load_numpy_tiny(threads: Optional[int] = None):
-    """The tiny enhancer on its torch-free engine (`nets/tiny_numpy.py`), or None where that
-    engine cannot run it (no compiled GRU loop, fake models in tests, `AUDIOE2E_ENGINE=torch`).
-    Why: start-up. `import torch` takes ~2 s, as long as this model needs for 10 minutes of
-    audio; on a GPU (`--device cuda`) the torch model is used as before."""
+def load_numpy_enhancer(name: str, threads: Optional[int] = None):
+    """An enhancer on the torch-free engine (`nets/tiny_numpy.py`), or None where that engine
+    cannot run it (no compiled GRU loop, an architecture it does not know, fake models in
+    tests, `AUDIOE2E_ENGINE=torch`). Why: start-up. `import torch` takes ~2 s, as long as the
+    tiny model needs for 10 minutes of audio; on a GPU (`--device cuda`) torch runs as before."""
     if os.environ.get("AUDIOE2E_FAKE_MODEL") or os.environ.get("AUDIOE2E_ENGINE") == "torch":
         return None
+    from .checkpoint import check_sha256, read_header
     from .nets import tiny_numpy
     from .registry import ModelNotAvailable, model_info
 
+    info = model_info(name)
     if not tiny_numpy.available():
         return None
-    if threads is not None:
-        if threads < 1:
-            raise UsageError("--threads must be at least 1")
-        from threadpoolctl import threadpool_limits
-        threadpool_limits(limits=threads, user_api="blas")
-    info = model_info("enhancer-tiny")
     try:
-        model = tiny_numpy.load(info.file, info.sha256)
+        check_sha256(info.file, info.sha256)  # before parsing anything in the file
+        if not tiny_numpy.supports(read_header(info.file)[0]):
+            return None
+        if threads is not None:
+            if threads < 1:
+                raise UsageError("--threads must be at least 1")
+            from threadpoolctl import threadpool_limits
+            threadpool_limits(limits=threads, user_api="blas")
+        model = tiny_numpy.load(info.file)
     except (ValueError, OSError, KeyError) as e:  # corrupt, altered or foreign weights file
-        raise ModelNotAvailable(f"model 'enhancer-tiny': {e}") from None
+        raise ModelNotAvailable(f"model '{name}': {e}") from None
     model.model_name, model.weights_sha256, model.card = info.name, info.sha256, info.card
     return model
 
@@ -254,8 +258,8 @@ def stream_file(inp: Input, outs: list[str], mode: str, model, make_streamer: Ca
 
 
 def _prepare(model, name: str, device: str, threads: Optional[int]):
-    if model is None and name == "enhancer-tiny" and (device or "auto").lower() in ("auto", "cpu"):
-        numpy_model = load_numpy_tiny(threads)
+    if model is None and name in ("enhancer", "enhancer-tiny") and (device or "auto").lower() in ("auto", "cpu"):
+        numpy_model = load_numpy_enhancer(name, threads)
         if numpy_model is not None:
             return numpy_model, "cpu"
     setup_torch(threads)

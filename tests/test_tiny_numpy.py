@@ -1,7 +1,7 @@
-"""The torch-free tiny engine (nets/tiny_numpy.py) computes the tiny enhancer's function:
+"""The torch-free enhancer engine (nets/tiny_numpy.py) computes the TinyEnhancer function:
 same step outputs and states as the torch reference on trained-looking (perturbed) weights,
-same streamed output for any blocking with --atten-lim/--mix, and the CLI uses it without
-importing torch while a corrupt weights file still gives one error line."""
+same streamed output for any blocking with --atten-lim/--mix, the dense front-end of the
+default enhancer too, and the CLI uses it without importing torch while a corrupt weights file still gives one error line."""
 import json
 import subprocess
 import sys
@@ -83,16 +83,17 @@ def run_cli(args, env_extra, cwd):
                           text=True, timeout=300, cwd=cwd, env=env)
 
 
-def test_cli_tiny_runs_without_torch_and_matches_the_torch_engine(tmp_path, wav):
+@pytest.mark.parametrize("flags", [["--tiny"], []])
+def test_cli_enhance_runs_without_torch_and_matches_the_torch_engine(tmp_path, wav, flags):
     from audioe2e.registry import manifest
-    if "enhancer-tiny" not in manifest():
-        pytest.skip("enhancer-tiny not shipped")
+    if ("enhancer-tiny" if flags else "enhancer") not in manifest():
+        pytest.skip("model not shipped")
     src = wav("a.wav", rate=22050, channels=2, seconds=1.3)
-    p = run_cli(["enhance", "--tiny", src, "-o", tmp_path / "np.wav", "--json", "--threads", "1"], {}, tmp_path)
+    p = run_cli(["enhance", *flags, src, "-o", tmp_path / "np.wav", "--json", "--threads", "1"], {}, tmp_path)
     assert p.returncode == 0, p.stderr
     assert "NO_TORCH" in p.stderr
     assert json.loads(p.stdout)["files"][0]["engine"] == "numpy"
-    p = run_cli(["enhance", "--tiny", src, "-o", tmp_path / "pt.wav"], {"AUDIOE2E_ENGINE": "torch"}, tmp_path)
+    p = run_cli(["enhance", *flags, src, "-o", tmp_path / "pt.wav"], {"AUDIOE2E_ENGINE": "torch"}, tmp_path)
     assert p.returncode == 0 and "TORCH_IMPORTED" in p.stderr
     import soundfile as sf
     a, ra = sf.read(str(tmp_path / "np.wav"), dtype="float32")
@@ -118,3 +119,21 @@ def test_cli_tiny_with_altered_weights_fails_in_one_line(tmp_path, wav):
     lines = [l for l in p.stderr.splitlines() if l not in ("NO_TORCH", "TORCH_IMPORTED")]
     assert p.returncode == 3 and len(lines) == 1 and "corrupt or altered" in lines[0]
     assert not (tmp_path / "o.wav").exists()
+
+
+def test_numpy_engine_runs_the_dense_front_end_of_the_default_enhancer(tmp_path):
+    """The default enhancer is the same class with the dense learned transform pair."""
+    torch.manual_seed(4)
+    m = TinyEnhancer(TinyConfig(arch="gru_enhancer", n_fft=128, hop=64, hidden=48, frontend="dense")).eval()
+    with torch.no_grad():
+        m.analysis.weight.add_(0.01 * torch.randn_like(m.analysis.weight))
+        m.synthesis.weight.add_(0.01 * torch.randn_like(m.synthesis.weight))
+        m.win_a.mul_(1 + 0.2 * torch.rand_like(m.win_a))
+    nm = as_numpy(m, tmp_path)
+    x = (0.1 * np.random.default_rng(5).standard_normal((2, 64 * 29))).astype(np.float32)
+    with torch.no_grad():
+        y_t, _ = m.step(torch.from_numpy(x))
+    y_n, _ = nm.step(x)
+    np.testing.assert_allclose(y_n, y_t.numpy(), atol=2e-5)
+    with pytest.raises(ValueError, match="does not run"):
+        tiny_numpy.NumpyTinyEnhancer({}, {**m.config_dict(), "frontend": "fft"})

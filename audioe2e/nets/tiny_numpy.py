@@ -1,16 +1,17 @@
-"""Torch-free CPU inference for the tiny butterfly enhancer: numpy and the C GRU loop.
+"""Torch-free CPU inference for both enhancers (the `TinyEnhancer` class): numpy + a C GRU loop.
 
 Why: `import torch` alone costs ~2 s per process, about as long as the tiny model needs to
-enhance a whole 10-minute file, so for `enhance --tiny` on a CPU the framework, not the model,
-set the wall time. This module computes the same function as `TinyEnhancer.step` (equal to
-float rounding, tested) from the same shipped weights file, read with `safetensors.numpy`:
-- the learned butterflies in their two-factor form (`Butterfly.two_factor_blocks`, rebuilt
-  here from the twiddles), with the learned windows, the Hermitian extension and the
-  "keep n/2+1 bins" / "keep the real part" steps folded into the factors, as `tiny_fast` does;
-  each factor is one batched matmul;
+enhance a whole 10-minute file, so for `enhance` on a CPU the framework, not the model, set
+the wall time. This module computes the same function as `TinyEnhancer.step` (equal to float
+rounding, tested) from the same shipped weights file, read with `safetensors.numpy`:
+- butterfly front-end (tiny): the learned butterflies in their two-factor form
+  (`Butterfly.two_factor_blocks`, rebuilt here from the twiddles), with the learned windows,
+  the Hermitian extension and the "keep n/2+1 bins" / "keep the real part" steps folded into
+  the factors, as `tiny_fast` does; each factor is one batched matmul;
+- dense front-end (default enhancer): the learned transform pair, one matmul each way;
 - the GRU recurrence in the compiled loop of `gru_kernel` (no numpy fallback: where the
   extension was not built, callers use the torch model instead).
-Training, other front-ends and GPUs keep using `TinyEnhancer`.
+Training, the fixed-FFT ablation twin and GPUs keep using `TinyEnhancer`.
 """
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ from typing import Optional
 import numpy as np
 
 from . import gru_kernel
+
+
+ARCHS = ("tiny_enhancer", "gru_enhancer")  # one class: the default enhancer is the tiny's sibling
 
 
 def bit_reversal(n: int) -> np.ndarray:
@@ -81,14 +85,15 @@ def overlap_add(frames: np.ndarray, tail: np.ndarray, hop: int) -> tuple[np.ndar
 
 
 class NumpyTinyEnhancer:
-    """The tiny enhancer's `step` on numpy arrays, built from its state dict and config."""
+    """`TinyEnhancer.step` on numpy arrays, built from its state dict and config."""
 
     n_sources = 1
     engine = "numpy"  # named in `--json` reports (`api.stamp`)
 
     def __init__(self, state: dict[str, np.ndarray], config: dict):
-        if config.get("arch") != "tiny_enhancer" or config.get("frontend") != "butterfly":
-            raise ValueError("the numpy engine runs the butterfly tiny enhancer only")
+        if not supports(config):
+            raise ValueError(f"the numpy engine does not run arch {config.get('arch')!r} with "
+                             f"front-end {config.get('frontend')!r}")
         self.config = config
         self.sample_rate = int(config["sample_rate"])
         self.n, self.hop = int(config["n_fft"]), int(config["hop"])
@@ -98,6 +103,31 @@ class NumpyTinyEnhancer:
             raise ValueError("the numpy engine needs n_fft to be a multiple of hop")
         self.delay, self.latency = self.n - self.hop, self.n
         f32 = lambda k: np.ascontiguousarray(state[k], dtype=np.float32)  # noqa: E731
+        self._mask_net(f32)
+        if config["frontend"] == "dense":
+            self.win_a, self.win_s = f32("win_a"), f32("win_s")
+            self.w_a, self.w_s = f32("analysis.weight"), f32("synthesis.weight")
+            self.analysis, self.synthesis = self._dense_analysis, self._dense_synthesis
+        else:
+            self._fold_butterflies(state, f32)
+
+    def _mask_net(self, f32) -> None:
+        self.inp_w_t, self.inp_b = f32("inp.weight").T.copy(), f32("inp.bias")
+        self.out_w_t, self.out_b = f32("out.weight").T.copy(), f32("out.bias")
+        self.w_ih_t = [f32(f"gru.weight_ih_l{i}").T.copy() for i in range(self.layers)]
+        self.b_ih = [f32(f"gru.bias_ih_l{i}") for i in range(self.layers)]
+        self.w_hh_t = [f32(f"gru.weight_hh_l{i}").T.copy() for i in range(self.layers)]
+        self.b_hh = [f32(f"gru.bias_hh_l{i}") for i in range(self.layers)]
+
+    def _dense_analysis(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        y = (frames * self.win_a) @ self.w_a  # [F, 2(n/2+1)]: (re | im)
+        k = self.n // 2 + 1
+        return y[:, :k], y[:, k:]
+
+    def _dense_synthesis(self, re: np.ndarray, im: np.ndarray) -> np.ndarray:
+        return (np.concatenate([re, im], -1) @ self.w_s) * self.win_s
+
+    def _fold_butterflies(self, state, f32) -> None:
         n, bins = self.n, self.n // 2 + 1
         # Analysis: frame[perm] · win_a[perm] in groups of b → first factor → second factor.
         first, second = two_factor_blocks(state["analysis.fly.twiddles"])
@@ -119,15 +149,9 @@ class NumpyTinyEnhancer:
         s2 = _real_form(second_s)[:, :, :, 0]  # [b(r), 2(c), G(q), G(q')]: real part only
         win_s = f32("win_s").reshape(groups, b).T.reshape(b, 1, 1, groups)
         self.s2 = (s2 * win_s).reshape(b, 2 * groups, groups).astype(np.float32)
-        # Mask network.
-        self.inp_w_t, self.inp_b = f32("inp.weight").T.copy(), f32("inp.bias")
-        self.out_w_t, self.out_b = f32("out.weight").T.copy(), f32("out.bias")
-        self.w_ih_t = [f32(f"gru.weight_ih_l{i}").T.copy() for i in range(self.layers)]
-        self.b_ih = [f32(f"gru.bias_ih_l{i}") for i in range(self.layers)]
-        self.w_hh_t = [f32(f"gru.weight_hh_l{i}").T.copy() for i in range(self.layers)]
-        self.b_hh = [f32(f"gru.bias_hh_l{i}") for i in range(self.layers)]
+        self.analysis, self.synthesis = self._fly_analysis, self._fly_synthesis
 
-    def analysis(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _fly_analysis(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """frames [F, n] (unwindowed) → (re, im) [F, n/2+1]."""
         f, g, b = frames.shape[0], self.groups, self.b
         x = frames[:, self.perm].reshape(f, g, b).transpose(1, 0, 2)  # [G, F, b]
@@ -137,7 +161,7 @@ class NumpyTinyEnhancer:
         y2 = y2.transpose(1, 2, 3, 0).reshape(f, 2, self.keep * b)[..., : self.n // 2 + 1]
         return y2[:, 0], y2[:, 1]
 
-    def synthesis(self, re: np.ndarray, im: np.ndarray) -> np.ndarray:
+    def _fly_synthesis(self, re: np.ndarray, im: np.ndarray) -> np.ndarray:
         """(re, im) [F, n/2+1] → windowed output frames [F, n]."""
         f, g, b = re.shape[0], self.groups, self.b
         xr = re[:, self.s_bin].reshape(f, g, b)
@@ -233,13 +257,18 @@ class NumpyStreamer:
         return self._mix(y)
 
 
+def supports(config: dict) -> bool:
+    """Whether this engine runs the network a weights file's config describes."""
+    return config.get("arch") in ARCHS and config.get("frontend") in ("butterfly", "dense")
+
+
 def available() -> bool:
     """The engine needs the compiled GRU loop (built by every `pip install`)."""
     return gru_kernel.available()
 
 
 def load(path: Path, expected_sha256: Optional[str] = None) -> NumpyTinyEnhancer:
-    """Read a tiny enhancer weights file without torch (sha256 checked as `load_weights` does)."""
+    """Read an enhancer weights file without torch (sha256 checked as `load_weights` does)."""
     from safetensors import safe_open
     from safetensors.numpy import load_file
 

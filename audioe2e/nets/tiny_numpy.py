@@ -29,12 +29,10 @@ ARCHS = ("tiny_enhancer", "gru_enhancer")  # one class: the default enhancer is 
 
 
 def bit_reversal(n: int) -> np.ndarray:
+    """`butterfly.bit_reversal_permutation` in numpy: viewing 0..n−1 as [2]*bits (one axis per
+    bit, most significant first) and reversing the axes reverses every index's bits."""
     bits = int(math.log2(n))
-    idx = np.arange(n)
-    rev = np.zeros_like(idx)
-    for b in range(bits):
-        rev |= ((idx >> b) & 1) << (bits - 1 - b)
-    return rev
+    return np.arange(n).reshape([2] * bits).transpose().ravel()
 
 
 def _butterfly_stages(tw: np.ndarray, x: np.ndarray, first: int, last: int) -> np.ndarray:

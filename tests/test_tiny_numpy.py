@@ -137,3 +137,40 @@ def test_numpy_engine_runs_the_dense_front_end_of_the_default_enhancer(tmp_path)
     np.testing.assert_allclose(y_n, y_t.numpy(), atol=2e-5)
     with pytest.raises(ValueError, match="does not run"):
         tiny_numpy.NumpyTinyEnhancer({}, {**m.config_dict(), "frontend": "fft"})
+
+
+def test_lookahead_model_streams_like_whole_file_and_numpy_engine_matches(tmp_path):
+    """lookahead = 2 frames: chunked output equals the whole-signal output, the delay grows by
+    2 hops, and the numpy engine computes the same function."""
+    torch.manual_seed(6)
+    cfg = dict(arch="gru_enhancer", n_fft=128, hop=64, hidden=32, frontend="dense", lookahead=2)
+    m = TinyEnhancer(TinyConfig(**cfg)).eval()
+    assert m.delay == 64 + 2 * 64 and m.latency == 128 + 2 * 64
+    x = (0.1 * np.random.default_rng(7).standard_normal((1, 3001))).astype(np.float32)
+    with torch.no_grad():
+        whole = m(torch.from_numpy(x)).numpy()
+    s = m.make_streamer("cpu")
+    parts = [s.feed(torch.from_numpy(b)) for b in np.split(x, [5, 700, 701, 2000], -1)] + [s.flush()]
+    np.testing.assert_allclose(torch.cat(parts, -1).numpy(), whole, atol=1e-5)
+    nm = as_numpy(m, tmp_path)
+    ns = nm.make_streamer("cpu")
+    y = np.concatenate([ns.feed(b) for b in np.split(x, [333, 1500], -1)] + [ns.flush()], -1)
+    np.testing.assert_allclose(y, whole, atol=2e-5)
+
+
+def test_warm_start_into_lookahead_starts_as_the_old_model(tmp_path):
+    from audioe2e.train.loop import warm_start
+
+    torch.manual_seed(8)
+    base = TinyEnhancer(TinyConfig(arch="gru_enhancer", n_fft=128, hop=64, hidden=32, frontend="dense")).eval()
+    save_weights(tmp_path / "base.safetensors", base.state_dict(), base.config_dict())
+    la = TinyEnhancer(TinyConfig(**{**base.config_dict(), "lookahead": 1})).eval()
+    copied = warm_start(la, tmp_path / "base.safetensors")
+    assert "inp.weight" in copied and la.inp.weight.shape[1] == 2 * base.inp.weight.shape[1]
+    x = 0.1 * torch.randn(2, 2000)
+    # forward() aligns each model's output to its input; the lookahead model's GRU also takes
+    # one step on the leading silence (its first output frame), which the old model takes
+    # when given one hop of silence in front
+    padded = torch.nn.functional.pad(x, (64, 0))
+    with torch.no_grad():
+        np.testing.assert_allclose(la(x).numpy(), base(padded)[:, 64:].numpy(), atol=1e-5)

@@ -9,6 +9,11 @@ and the overlap-add tail, so `step` on chunks equals `step` on the whole signal.
 transform), "fft" (fixed torch.fft), "dense" (learned n×n matrices, DFT-initialised).
 The default enhancer is the same class at n 512 / hop 256 with the dense front-end and a
 256-unit GRU (arch name "gru_enhancer", recipe `enhancer-gru`): one streaming code path.
+
+`lookahead` L > 0 frames: the mask of frame t is estimated from frame t's features and frame
+t+L's (concatenated at the GRU input), so the output waits L·hop samples more. The extra input
+columns start at zero when warm-started from an L = 0 model (`train.loop.warm_start`), which
+makes the starting point exactly that model, delayed.
 """
 from __future__ import annotations
 
@@ -32,6 +37,7 @@ class TinyConfig:
     layers: int = 2
     frontend: str = "butterfly"  # butterfly | fft | dense
     compress: float = 0.3       # magnitude power-law compression of the features
+    lookahead: int = 0          # frames of future context for each frame's mask
 
 
 class DenseDFT(nn.Module):
@@ -99,7 +105,8 @@ class TinyEnhancer(nn.Module):
         self.synthesis = make_transform(cfg.frontend, cfg.n_fft, inverse=True)
         self.win_a = nn.Parameter(sqrt_hann(cfg.n_fft).float())
         self.win_s = nn.Parameter(sqrt_hann(cfg.n_fft).float())
-        self.inp = nn.Linear(bins, cfg.hidden)
+        self.look = int(cfg.lookahead)
+        self.inp = nn.Linear(bins * (2 if self.look else 1), cfg.hidden)
         self.gru = nn.GRU(cfg.hidden, cfg.hidden, cfg.layers, batch_first=True)
         self.out = nn.Linear(cfg.hidden, bins)
         self.use_fast = True  # set False to force the reference path
@@ -114,18 +121,20 @@ class TinyEnhancer(nn.Module):
 
     @property
     def delay(self) -> int:
-        """Output lags input by n − hop samples inside `step` (the overlap-add tail)."""
-        return self.n - self.hop
+        """Output lags input by n − hop samples inside `step` (the overlap-add tail), plus
+        the lookahead frames."""
+        return self.n - self.hop + self.look * self.hop
 
     @property
     def latency(self) -> int:
-        """Algorithmic latency: one full window (n samples) must arrive per output hop."""
-        return self.n
+        """Algorithmic latency: one full window (n samples), plus the lookahead frames,
+        must arrive per output hop."""
+        return self.n + self.look * self.hop
 
     def initial_state(self, batch: int, device=None):
         z = lambda *s: torch.zeros(*s, device=device)  # noqa: E731
-        return (z(batch, self.n - self.hop), z(self.cfg.layers, batch, self.cfg.hidden),
-                z(batch, self.n - self.hop))
+        return (z(batch, self.n - self.hop + self.look * self.hop),
+                z(self.cfg.layers, batch, self.cfg.hidden), z(batch, self.n - self.hop))
 
     def step(self, x: torch.Tensor, state=None):
         """x [B, k·hop] → (y [B, k·hop] delayed by `delay`, new state).
@@ -142,21 +151,25 @@ class TinyEnhancer(nn.Module):
     def _fast_ok(self, x: torch.Tensor) -> bool:
         if self.training or torch.is_grad_enabled() or x.device.type != "cpu" or not self.use_fast:
             return False
-        return self.cfg.frontend == "butterfly" and x.dtype == torch.float32
+        return self.cfg.frontend == "butterfly" and x.dtype == torch.float32 and not self.look
 
     def reference_step(self, x: torch.Tensor, state=None):
         """The model as trained: the O(n log n) butterfly stages and torch's GRU."""
         b = x.shape[0]
         prev_in, h, tail = state if state is not None else self.initial_state(b, x.device)
         buf = torch.cat([prev_in, x], -1)
-        frames = buf.unfold(-1, self.n, self.hop) * self.win_a  # [B, k, n]
-        spec = self.analysis(frames)  # [B, k, bins] complex
+        frames = buf.unfold(-1, self.n, self.hop) * self.win_a  # [B, k + look, n]
+        spec = self.analysis(frames)  # [B, k + look, bins] complex
         feat = (spec.abs() + 1e-8).pow(self.cfg.compress)
+        k = feat.shape[1] - self.look
+        if self.look:  # frame t sees frame t + look; the last `look` frames wait for the next call
+            feat = torch.cat([feat[:, :k], feat[:, self.look:]], -1)
+            spec = spec[:, :k]
         hidden, h = self.gru(torch.relu(self.inp(feat)), h)
         mask = torch.sigmoid(self.out(hidden))
         out_frames = self.synthesis(spec * mask) * self.win_s  # [B, k, n]
         y, tail = overlap_add(out_frames, tail, self.hop)
-        return y, (buf[:, -(self.n - self.hop):], h, tail)
+        return y, (buf[:, buf.shape[-1] - prev_in.shape[-1]:], h, tail)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Whole-signal enhancement, time-aligned: x [B, T] → [B, T]."""

@@ -99,7 +99,9 @@ class NumpyTinyEnhancer:
         self.compress = float(config["compress"])
         if self.n % self.hop:
             raise ValueError("the numpy engine needs n_fft to be a multiple of hop")
-        self.delay, self.latency = self.n - self.hop, self.n
+        self.look = int(config.get("lookahead", 0))  # frames of future context (tiny.py)
+        self.delay = self.n - self.hop + self.look * self.hop
+        self.latency = self.n + self.look * self.hop
         f32 = lambda k: np.ascontiguousarray(state[k], dtype=np.float32)  # noqa: E731
         self._mask_net(f32)
         if config["frontend"] == "dense":
@@ -172,7 +174,8 @@ class NumpyTinyEnhancer:
 
     def initial_state(self, batch: int):
         z = lambda *s: np.zeros(s, np.float32)  # noqa: E731
-        return z(batch, self.n - self.hop), z(self.layers, batch, self.hidden), z(batch, self.n - self.hop)
+        return (z(batch, self.n - self.hop + self.look * self.hop), z(self.layers, batch, self.hidden),
+                z(batch, self.n - self.hop))
 
     def step(self, x: np.ndarray, state=None):
         """x [B, k·hop] float32 → (y [B, k·hop] delayed by `delay`, new state)."""
@@ -180,11 +183,15 @@ class NumpyTinyEnhancer:
         bsz = x.shape[0]
         prev_in, h, tail = state if state is not None else self.initial_state(bsz)
         buf = np.concatenate([prev_in, x.astype(np.float32, copy=False)], -1)
-        k = (buf.shape[-1] - n) // hop + 1
-        idx = np.arange(k)[:, None] * hop + np.arange(n)
-        frames = buf[:, idx].reshape(bsz * k, n)
-        re, im = self.analysis(frames)
+        frames_in = (buf.shape[-1] - n) // hop + 1  # k output frames + `look` ahead
+        k, look = frames_in - self.look, self.look
+        idx = np.arange(frames_in)[:, None] * hop + np.arange(n)
+        re, im = self.analysis(buf[:, idx].reshape(bsz * frames_in, n))
         feat = (np.hypot(re, im) + np.float32(1e-8)) ** np.float32(self.compress)
+        if look:  # frame t sees frame t + look (as TinyEnhancer.reference_step)
+            feat, re, im = (a.reshape(bsz, frames_in, -1) for a in (feat, re, im))
+            feat = np.concatenate([feat[:, :k], feat[:, look:]], -1).reshape(bsz * k, -1)
+            re, im = re[:, :k].reshape(bsz * k, -1), im[:, :k].reshape(bsz * k, -1)
         z = np.maximum(feat @ self.inp_w_t + self.inp_b, 0).reshape(bsz, k, -1)
         h = h.copy()  # [layers, B, H]: each h[i] is updated in place by the C loop
         for i in range(self.layers):
@@ -193,7 +200,7 @@ class NumpyTinyEnhancer:
         mask = 1.0 / (1.0 + np.exp(-(z.reshape(bsz * k, -1) @ self.out_w_t + self.out_b)))
         out = self.synthesis((re * mask).astype(np.float32), (im * mask).astype(np.float32))
         y, tail = overlap_add(out.reshape(bsz, k, n).astype(np.float32, copy=False), tail, hop)
-        return y, (buf[:, buf.shape[-1] - (n - hop):].copy(), h, tail)
+        return y, (buf[:, buf.shape[-1] - prev_in.shape[-1]:].copy(), h, tail)
 
     def make_streamer(self, device: str = "cpu", atten_lim_db: Optional[float] = None,
                       wet: Optional[float] = None):

@@ -71,6 +71,10 @@ RECIPES: dict[str, Recipe] = {
                                   batch=16, seconds=3.0, extra=_TINY_SISDR_COMPRESSED),
     "enhancer-gru": Recipe("enhancer-gru", "enhance", dict(_GRU_ENHANCER, hidden=256), batch=16, seconds=3.0,
                            extra=_TINY_SISDR_COMPRESSED),
+    # One frame (16 ms) of lookahead; warm-started from enhancer-gru (`--init-from`), it
+    # starts as that model delayed by a frame.
+    "enhancer-gru-la1": Recipe("enhancer-gru-la1", "enhance", dict(_GRU_ENHANCER, hidden=256, lookahead=1),
+                               batch=16, seconds=3.0, extra=_TINY_SISDR_COMPRESSED),
     "enhancer-gru-wide": Recipe("enhancer-gru-wide", "enhance", dict(_GRU_ENHANCER, hidden=384), batch=16,
                                 seconds=3.0, extra=_TINY_SISDR_COMPRESSED),
     "codec": Recipe("codec", "codec", dict(arch="codec"), batch=8, seconds=2.0, lr=1e-3, extra=_CODEC_SISDR_STFT),

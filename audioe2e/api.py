@@ -196,7 +196,7 @@ def stream_file(inp: Input, outs: list[str], mode: str, model, make_streamer: Ca
                 progress: bool = False, block: int = BLOCK, quality: str = "HQ") -> dict:
     """Run one input through a streamer into its output file(s); returns stats. Streamers
     take and give torch tensors, or numpy arrays where they say `numpy_io` (the torch-free
-    tiny engine, which must not import torch)."""
+    enhancer engine, which must not import torch)."""
     with open_reader(inp.path, block) as reader, ExitStack() as stack:
         info = reader.info
         first, blocks = first_and_rest(reader)

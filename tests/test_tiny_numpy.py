@@ -174,3 +174,20 @@ def test_warm_start_into_lookahead_starts_as_the_old_model(tmp_path):
     padded = torch.nn.functional.pad(x, (64, 0))
     with torch.no_grad():
         np.testing.assert_allclose(la(x).numpy(), base(padded)[:, 64:].numpy(), atol=1e-5)
+
+
+def test_numpy_engine_saturates_masks_without_warnings(tmp_path):
+    """Logits far beyond float32 exp's range (±300) give masks of exactly 0 and 1, silently:
+    a warning on stderr would break the CLI's one-line error contract."""
+    import warnings
+
+    m = perturbed_tiny(seed=9)
+    with torch.no_grad():
+        m.out.bias.copy_(torch.where(torch.arange(m.out.bias.numel()) % 2 == 0, 300.0, -300.0))
+    nm = as_numpy(m, tmp_path)
+    x = (0.1 * np.random.default_rng(10).standard_normal((1, m.hop * 8))).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y, _ = nm.step(x)
+    with torch.no_grad():
+        np.testing.assert_allclose(y, m.step(torch.from_numpy(x))[0].numpy(), atol=2e-5)

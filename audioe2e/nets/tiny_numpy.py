@@ -197,7 +197,8 @@ class NumpyTinyEnhancer:
         for i in range(self.layers):
             gi = np.ascontiguousarray(z @ self.w_ih_t[i] + self.b_ih[i], dtype=np.float32)
             z = gru_kernel.gru_layer(gi, h[i], self.w_hh_t[i], self.b_hh[i])
-        mask = 1.0 / (1.0 + np.exp(-(z.reshape(bsz * k, -1) @ self.out_w_t + self.out_b)))
+        logits = z.reshape(bsz * k, -1) @ self.out_w_t + self.out_b
+        mask = 0.5 + 0.5 * np.tanh(0.5 * logits)  # the sigmoid, without exp's overflow warnings
         out = self.synthesis((re * mask).astype(np.float32), (im * mask).astype(np.float32))
         y, tail = overlap_add(out.reshape(bsz, k, n).astype(np.float32, copy=False), tail, hop)
         return y, (buf[:, buf.shape[-1] - prev_in.shape[-1]:].copy(), h, tail)

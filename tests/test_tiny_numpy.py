@@ -125,6 +125,7 @@ def test_numpy_engine_runs_the_dense_front_end_of_the_default_enhancer(tmp_path)
     """The default enhancer is the same class with the dense learned transform pair."""
     torch.manual_seed(4)
     m = TinyEnhancer(TinyConfig(arch="gru_enhancer", n_fft=128, hop=64, hidden=48, frontend="dense")).eval()
+    m.use_fast = False  # the torch reference, not the engine under test
     with torch.no_grad():
         m.analysis.weight.add_(0.01 * torch.randn_like(m.analysis.weight))
         m.synthesis.weight.add_(0.01 * torch.randn_like(m.synthesis.weight))
@@ -145,6 +146,7 @@ def test_lookahead_model_streams_like_whole_file_and_numpy_engine_matches(tmp_pa
     torch.manual_seed(6)
     cfg = dict(arch="gru_enhancer", n_fft=128, hop=64, hidden=32, frontend="dense", lookahead=2)
     m = TinyEnhancer(TinyConfig(**cfg)).eval()
+    m.use_fast = False  # the torch reference, not the engine under test
     assert m.delay == 64 + 2 * 64 and m.latency == 128 + 2 * 64
     x = (0.1 * np.random.default_rng(7).standard_normal((1, 3001))).astype(np.float32)
     with torch.no_grad():
@@ -165,6 +167,7 @@ def test_warm_start_into_lookahead_starts_as_the_old_model(tmp_path):
     base = TinyEnhancer(TinyConfig(arch="gru_enhancer", n_fft=128, hop=64, hidden=32, frontend="dense")).eval()
     save_weights(tmp_path / "base.safetensors", base.state_dict(), base.config_dict())
     la = TinyEnhancer(TinyConfig(**{**base.config_dict(), "lookahead": 1})).eval()
+    base.use_fast = la.use_fast = False  # the models as trained
     copied = warm_start(la, tmp_path / "base.safetensors")
     assert "inp.weight" in copied and la.inp.weight.shape[1] == 2 * base.inp.weight.shape[1]
     x = 0.1 * torch.randn(2, 2000)

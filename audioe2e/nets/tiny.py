@@ -139,8 +139,9 @@ class TinyEnhancer(nn.Module):
     def step(self, x: torch.Tensor, state=None):
         """x [B, k·hop] → (y [B, k·hop] delayed by `delay`, new state).
 
-        CPU inference without gradients takes the fast path (`tiny_fast`: same weights, same
-        function to float rounding, ~3× faster); everything else runs `reference_step`."""
+        CPU inference without gradients takes the fast path (`tiny_fast`, through the numpy
+        engine: same weights, same function to float rounding, ~3× faster); everything else
+        runs `reference_step`."""
         if self._fast_ok(x):
             if self._fast is None:
                 from .tiny_fast import FastTinyStep
@@ -151,7 +152,8 @@ class TinyEnhancer(nn.Module):
     def _fast_ok(self, x: torch.Tensor) -> bool:
         if self.training or torch.is_grad_enabled() or x.device.type != "cpu" or not self.use_fast:
             return False
-        return self.cfg.frontend == "butterfly" and x.dtype == torch.float32 and not self.look
+        from . import tiny_numpy
+        return x.dtype == torch.float32 and tiny_numpy.available() and tiny_numpy.supports(self.config_dict())
 
     def reference_step(self, x: torch.Tensor, state=None):
         """The model as trained: the O(n log n) butterfly stages and torch's GRU."""

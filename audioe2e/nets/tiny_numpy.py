@@ -7,7 +7,8 @@ rounding, tested) from the same shipped weights file, read with `safetensors.num
 - butterfly front-end (tiny): the learned butterflies in their two-factor form
   (`Butterfly.two_factor_blocks`, rebuilt here from the twiddles), with the learned windows,
   the Hermitian extension and the "keep n/2+1 bins" / "keep the real part" steps folded into
-  the factors, as `tiny_fast` does; each factor is one batched matmul;
+  the factors; each factor is one batched matmul (`tiny_fast` lets the torch model use this
+  engine for CPU inference too);
 - dense front-end (default enhancer): the learned transform pair, one matmul each way;
 - the GRU recurrence in the compiled loop of `gru_kernel` (no numpy fallback: where the
   extension was not built, callers use the torch model instead).

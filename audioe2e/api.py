@@ -73,41 +73,24 @@ def load_model(name: str, device: str = "cpu"):
     if os.environ.get("AUDIOE2E_FAKE_MODEL"):
         from .testing import make_fake
         return make_fake(TASK_OF_MODEL.get(name, name))
-    from .registry import ModelNotAvailable, load_model as _load
-    try:
-        return _load(name, device)
-    except (ValueError, OSError) as e:  # corrupt or altered weights file
-        raise ModelNotAvailable(f"model '{name}': {e}") from None
+    from .registry import load_model as _load
+    return _load(name, device)
 
 
 def load_numpy_enhancer(name: str, threads: Optional[int] = None):
     """An enhancer on the torch-free engine (`nets/tiny_numpy.py`), or None where that engine
-    cannot run it (no compiled GRU loop, an architecture it does not know, fake models in
-    tests, `AUDIOE2E_ENGINE=torch`). Why: start-up. `import torch` takes ~2 s, as long as the
-    tiny model needs for 10 minutes of audio; on a GPU (`--device cuda`) torch runs as before."""
+    cannot run it (see `registry.load_model`; also fake models in tests and
+    `AUDIOE2E_ENGINE=torch`). Why: start-up. `import torch` takes ~2 s, as long as the tiny
+    model needs for 10 minutes of audio; on a GPU (`--device cuda`) torch runs as before."""
     if os.environ.get("AUDIOE2E_FAKE_MODEL") or os.environ.get("AUDIOE2E_ENGINE") == "torch":
         return None
-    from .checkpoint import check_sha256, read_header
-    from .nets import tiny_numpy
-    from .registry import ModelNotAvailable, model_info
-
-    info = model_info(name)
-    if not tiny_numpy.available():
-        return None
-    try:
-        check_sha256(info.file, info.sha256)  # before parsing anything in the file
-        if not tiny_numpy.supports(read_header(info.file)[0]):
-            return None
-        if threads is not None:
-            if threads < 1:
-                raise UsageError("--threads must be at least 1")
-            from threadpoolctl import threadpool_limits
-            threadpool_limits(limits=threads, user_api="blas")
-        model = tiny_numpy.load(info.file)
-    except (ValueError, OSError, KeyError) as e:  # corrupt, altered or foreign weights file
-        raise ModelNotAvailable(f"model '{name}': {e}") from None
-    model.model_name, model.weights_sha256, model.card = info.name, info.sha256, info.card
-    return model
+    if threads is not None:
+        if threads < 1:
+            raise UsageError("--threads must be at least 1")
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(limits=threads, user_api="blas")
+    from .registry import load_model
+    return load_model(name, engine="numpy")
 
 
 def user_error(e: BaseException) -> bool:

@@ -83,19 +83,42 @@ def build_model(config: dict[str, Any]):
     raise ValueError(f"unknown architecture in weights file: {arch!r}")
 
 
-def load_model(name: str, device: str = "cpu"):
-    """Load a shipped model by name, verify its sha256, return it in eval mode on `device`."""
+def load_model(name: str, device: str = "cpu", engine: str = "torch"):
+    """Load a shipped model by name, verify its sha256, return it ready for inference.
+
+    engine "torch": the `nn.Module` in eval mode on `device`. engine "numpy": the enhancers'
+    torch-free CPU engine (`nets/tiny_numpy.py`, which never imports torch), or None where
+    that engine cannot run this file (no compiled GRU loop, an architecture it does not know).
+    A corrupt, altered or foreign weights file raises ModelNotAvailable either way."""
+    info = model_info(name)
+    try:
+        model = _load_numpy(info) if engine == "numpy" else _load_torch(info, device)
+    except (ValueError, OSError, KeyError) as e:  # corrupt, altered or foreign weights file
+        raise ModelNotAvailable(f"model '{name}': {e}") from None
+    if model is not None:
+        model.model_name, model.weights_sha256, model.card = name, info.sha256, info.card
+    return model
+
+
+def _load_torch(info: ModelInfo, device: str):
     from .checkpoint import load_weights
 
-    info = model_info(name)
     state, config, meta = load_weights(info.file, expected_sha256=info.sha256)
     model = build_model(config)
     model.load_state_dict(state)
-    model.eval().to(device)
-    model.model_name = name
-    model.weights_sha256 = info.sha256
-    model.card = info.card
-    return model
+    return model.eval().to(device)
+
+
+def _load_numpy(info: ModelInfo):
+    from .checkpoint import check_sha256, read_header
+    from .nets import tiny_numpy
+
+    if not tiny_numpy.available():
+        return None
+    check_sha256(info.file, info.sha256)  # before parsing anything in the file
+    if not tiny_numpy.supports(read_header(info.file)[0]):
+        return None
+    return tiny_numpy.load(info.file)
 
 
 def list_models() -> list[dict[str, Any]]:

@@ -194,3 +194,68 @@ def test_numpy_engine_saturates_masks_without_warnings(tmp_path):
         y, _ = nm.step(x)
     with torch.no_grad():
         np.testing.assert_allclose(y, m.step(torch.from_numpy(x))[0].numpy(), atol=2e-5)
+
+
+def deep_filter_model(seed: int, **extra) -> TinyEnhancer:
+    """A small default-enhancer-like model with a deep filter whose taps are non-zero (the
+    head starts at zero, which would hide a wrong tap index or sign)."""
+    torch.manual_seed(seed)
+    cfg = dict(arch="gru_enhancer", n_fft=128, hop=64, hidden=32, frontend="dense", df_bins=20,
+               df_order=3, **extra)
+    m = TinyEnhancer(TinyConfig(**cfg)).eval()
+    with torch.no_grad():
+        m.df_out.weight.normal_(0, 0.3)
+        m.df_out.bias.normal_(0, 0.3)
+    m.use_fast = False
+    return m
+
+
+@pytest.mark.parametrize("extra", [{}, {"lookahead": 1}])
+def test_deep_filter_streams_like_whole_file_and_numpy_engine_matches(tmp_path, extra):
+    m = deep_filter_model(10, **extra)
+    assert m.delay == 64 + m.look * 64  # the filter reads past frames only: no added delay
+    x = (0.1 * np.random.default_rng(11).standard_normal((2, 3001))).astype(np.float32)
+    with torch.no_grad():
+        whole = m(torch.from_numpy(x)).numpy()
+    s = m.make_streamer("cpu")
+    parts = [s.feed(torch.from_numpy(b)) for b in np.split(x, [5, 700, 701, 2000], -1)] + [s.flush()]
+    np.testing.assert_allclose(torch.cat(parts, -1).numpy(), whole, atol=1e-5)
+    ns = as_numpy(m, tmp_path).make_streamer("cpu")
+    y = np.concatenate([ns.feed(b) for b in np.split(x, [333, 1500], -1)] + [ns.flush()], -1)
+    np.testing.assert_allclose(y, whole, atol=2e-5)
+
+
+def test_deep_filter_taps_read_the_current_and_past_frames():
+    """With the mask shut and only tap i open (coefficient 1), the filtered bins output the
+    input spectrum i frames late: tap 0 is the current frame, tap 1 the previous one."""
+    m = deep_filter_model(12)
+    df = m.df
+    x = torch.zeros(1, 64 * 40)
+    x[0, 64 * 20: 64 * 21] = torch.randn(64)  # one burst
+    for tap in range(m.df_order):
+        with torch.no_grad():
+            m.out.weight.zero_(), m.out.bias.fill_(-1e4)  # mask 0
+            m.df_out.weight.zero_(), m.df_out.bias.zero_()
+            m.df_out.bias.view(m.df_order, df, 2)[tap, :, 0] = 1.0
+            y, _ = m.step(x)
+            spec_in = m.analysis(x.unfold(-1, m.n, m.hop) * m.win_a)
+            spec_out = m.analysis(y.unfold(-1, m.n, m.hop) * m.win_a)  # y lags x by n − hop samples
+        energy_in = spec_in[0, :, :df].abs().pow(2).sum(-1)
+        energy_out = spec_out[0, :, :df].abs().pow(2).sum(-1)
+        shift = m.n // m.hop - 1 + tap  # frames: the overlap-add delay plus the tap
+        assert int(energy_out.argmax()) - int(energy_in.argmax()) == shift
+
+
+def test_warm_start_into_deep_filter_starts_as_the_old_model(tmp_path):
+    from audioe2e.train.loop import warm_start
+
+    torch.manual_seed(13)
+    base = TinyEnhancer(TinyConfig(arch="gru_enhancer", n_fft=128, hop=64, hidden=32, frontend="dense")).eval()
+    save_weights(tmp_path / "base.safetensors", base.state_dict(), base.config_dict())
+    df = TinyEnhancer(TinyConfig(**{**base.config_dict(), "df_bins": 20, "df_order": 3})).eval()
+    base.use_fast = df.use_fast = False
+    copied = warm_start(df, tmp_path / "base.safetensors")
+    assert "inp.weight" in copied and "df_out.weight" not in copied
+    x = 0.1 * torch.randn(2, 2000)
+    with torch.no_grad():
+        np.testing.assert_allclose(df(x).numpy(), base(x).numpy(), atol=1e-6)

@@ -48,12 +48,15 @@ def transform_macs(module: nn.Module, n: int) -> float:
 
 
 def tiny_macs_per_second(model) -> float:
-    """Transforms + mask network (input layer, GRU gates, output layer) per frame × frames/s;
-    element-wise work (windows, mask, compression) is left out for all twins alike."""
+    """Transforms + mask network (input layer, GRU gates, output layer, deep-filter head and
+    its complex taps) per frame × frames/s; element-wise work (windows, mask, compression)
+    is left out for all twins alike."""
     n, hop = model.n, model.hop
     per_frame = transform_macs(model.analysis, n) + transform_macs(model.synthesis, n)
     per_frame += model.inp.weight.numel() + model.out.weight.numel()
     per_frame += sum(p.numel() for name, p in model.gru.named_parameters() if name.startswith("weight"))
+    if getattr(model, "df", 0):  # head + one complex multiply (4 real MACs) per tap and bin
+        per_frame += model.df_out.weight.numel() + 4 * model.df * model.df_order
     return per_frame * model.sample_rate / hop
 
 

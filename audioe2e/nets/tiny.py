@@ -14,6 +14,14 @@ The default enhancer is the same class at n 512 / hop 256 with the dense front-e
 t+L's (concatenated at the GRU input), so the output waits L·hop samples more. The extra input
 columns start at zero when warm-started from an L = 0 model (`train.loop.warm_start`), which
 makes the starting point exactly that model, delayed.
+
+`df_bins` B > 0 and `df_order` N add a deep filter (Schröter et al., DeepFilterNet, 2022) on
+the lowest B bins: a complex N-tap filter over the current and N − 1 past frames of each bin,
+added to the masked spectrum, Y[t, f] = m[t, f]·X[t, f] + Σ_i c_i[t, f]·X[t − i, f]. Why: a
+real mask keeps the noisy phase and whatever lies between pitch harmonics inside a bin; a
+filter across frames can use the harmonics' phase advance to remove it. The GRU then also sees
+the compressed complex spectrum of those bins (its phase). The filter head and the new input
+columns start at zero, so a warm start from a model without it begins as that model.
 """
 from __future__ import annotations
 
@@ -38,6 +46,8 @@ class TinyConfig:
     frontend: str = "butterfly"  # butterfly | fft | dense
     compress: float = 0.3       # magnitude power-law compression of the features
     lookahead: int = 0          # frames of future context for each frame's mask
+    df_bins: int = 0            # lowest bins that get the deep filter (0: mask only)
+    df_order: int = 0           # deep filter taps: current frame + df_order − 1 past ones
 
 
 class DenseDFT(nn.Module):
@@ -106,9 +116,18 @@ class TinyEnhancer(nn.Module):
         self.win_a = nn.Parameter(sqrt_hann(cfg.n_fft).float())
         self.win_s = nn.Parameter(sqrt_hann(cfg.n_fft).float())
         self.look = int(cfg.lookahead)
-        self.inp = nn.Linear(bins * (2 if self.look else 1), cfg.hidden)
+        self.df, self.df_order = int(cfg.df_bins), int(cfg.df_order) if cfg.df_bins else 0
+        if self.df and not (0 < self.df <= bins and self.df_order >= 1):
+            raise ValueError(f"deep filter needs 0 < df_bins <= {bins} and df_order >= 1")
+        self.past = max(self.df_order - 1, 0)  # past frames the deep filter reads
+        feat_width = bins + 2 * self.df
+        self.inp = nn.Linear(feat_width * (2 if self.look else 1), cfg.hidden)
         self.gru = nn.GRU(cfg.hidden, cfg.hidden, cfg.layers, batch_first=True)
         self.out = nn.Linear(cfg.hidden, bins)
+        if self.df:
+            self.df_out = nn.Linear(cfg.hidden, self.df_order * self.df * 2)
+            nn.init.zeros_(self.df_out.weight)
+            nn.init.zeros_(self.df_out.bias)
         self.use_fast = True  # set False to force the reference path
         self._fast = None
 
@@ -133,7 +152,7 @@ class TinyEnhancer(nn.Module):
 
     def initial_state(self, batch: int, device=None):
         z = lambda *s: torch.zeros(*s, device=device)  # noqa: E731
-        return (z(batch, self.n - self.hop + self.look * self.hop),
+        return (z(batch, self.n - self.hop + (self.look + self.past) * self.hop),
                 z(self.cfg.layers, batch, self.cfg.hidden), z(batch, self.n - self.hop))
 
     def step(self, x: torch.Tensor, state=None):
@@ -160,18 +179,34 @@ class TinyEnhancer(nn.Module):
         b = x.shape[0]
         prev_in, h, tail = state if state is not None else self.initial_state(b, x.device)
         buf = torch.cat([prev_in, x], -1)
-        frames = buf.unfold(-1, self.n, self.hop) * self.win_a  # [B, k + look, n]
-        spec = self.analysis(frames)  # [B, k + look, bins] complex
-        feat = (spec.abs() + 1e-8).pow(self.cfg.compress)
+        frames = buf.unfold(-1, self.n, self.hop) * self.win_a  # [B, past + k + look, n]
+        spec_all = self.analysis(frames)  # [B, past + k + look, bins] complex
+        spec = spec_all[:, self.past:]
+        mag = spec.abs() + 1e-8
+        feat = mag.pow(self.cfg.compress)
+        if self.df:  # compressed complex spectrum of the filtered bins: their phase
+            cplx = spec[..., : self.df] * mag[..., : self.df].pow(self.cfg.compress - 1)
+            feat = torch.cat([feat, cplx.real, cplx.imag], -1)
         k = feat.shape[1] - self.look
         if self.look:  # frame t sees frame t + look; the last `look` frames wait for the next call
             feat = torch.cat([feat[:, :k], feat[:, self.look:]], -1)
             spec = spec[:, :k]
         hidden, h = self.gru(torch.relu(self.inp(feat)), h)
         mask = torch.sigmoid(self.out(hidden))
-        out_frames = self.synthesis(spec * mask) * self.win_s  # [B, k, n]
+        est = spec * mask
+        if self.df:
+            est = torch.cat([est[..., : self.df] + self._deep_filter(hidden, spec_all, k), est[..., self.df:]], -1)
+        out_frames = self.synthesis(est) * self.win_s  # [B, k, n]
         y, tail = overlap_add(out_frames, tail, self.hop)
         return y, (buf[:, buf.shape[-1] - prev_in.shape[-1]:], h, tail)
+
+    def _deep_filter(self, hidden: torch.Tensor, spec_all: torch.Tensor, k: int) -> torch.Tensor:
+        """Σ_i c_i[t, f]·X[t − i, f] on the lowest `df` bins of the k output frames."""
+        b = hidden.shape[0]
+        c = self.df_out(hidden).view(b, k, self.df_order, self.df, 2)
+        c = torch.complex(c[..., 0], c[..., 1])
+        taps = [spec_all[:, self.past - i: self.past - i + k, : self.df] for i in range(self.df_order)]
+        return (c * torch.stack(taps, 2)).sum(2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Whole-signal enhancement, time-aligned: x [B, T] → [B, T]."""

@@ -101,6 +101,9 @@ class NumpyTinyEnhancer:
         if self.n % self.hop:
             raise ValueError("the numpy engine needs n_fft to be a multiple of hop")
         self.look = int(config.get("lookahead", 0))  # frames of future context (tiny.py)
+        self.df = int(config.get("df_bins", 0))  # deep filter (tiny.py): bins, taps
+        self.df_order = int(config.get("df_order", 0)) if self.df else 0
+        self.past = max(self.df_order - 1, 0)
         self.delay = self.n - self.hop + self.look * self.hop
         self.latency = self.n + self.look * self.hop
         f32 = lambda k: np.ascontiguousarray(state[k], dtype=np.float32)  # noqa: E731
@@ -119,6 +122,8 @@ class NumpyTinyEnhancer:
         self.b_ih = [f32(f"gru.bias_ih_l{i}") for i in range(self.layers)]
         self.w_hh_t = [f32(f"gru.weight_hh_l{i}").T.copy() for i in range(self.layers)]
         self.b_hh = [f32(f"gru.bias_hh_l{i}") for i in range(self.layers)]
+        if self.df:
+            self.df_w_t, self.df_b = f32("df_out.weight").T.copy(), f32("df_out.bias")
 
     def _dense_analysis(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         y = (frames * self.win_a) @ self.w_a  # [F, 2(n/2+1)]: (re | im)
@@ -175,7 +180,7 @@ class NumpyTinyEnhancer:
 
     def initial_state(self, batch: int):
         z = lambda *s: np.zeros(s, np.float32)  # noqa: E731
-        return (z(batch, self.n - self.hop + self.look * self.hop), z(self.layers, batch, self.hidden),
+        return (z(batch, self.n - self.hop + (self.look + self.past) * self.hop), z(self.layers, batch, self.hidden),
                 z(batch, self.n - self.hop))
 
     def step(self, x: np.ndarray, state=None):
@@ -184,23 +189,39 @@ class NumpyTinyEnhancer:
         bsz = x.shape[0]
         prev_in, h, tail = state if state is not None else self.initial_state(bsz)
         buf = np.concatenate([prev_in, x.astype(np.float32, copy=False)], -1)
-        frames_in = (buf.shape[-1] - n) // hop + 1  # k output frames + `look` ahead
-        k, look = frames_in - self.look, self.look
+        frames_in = (buf.shape[-1] - n) // hop + 1  # past + k output frames + `look` ahead
+        past, look = self.past, self.look
+        k = frames_in - past - look
         idx = np.arange(frames_in)[:, None] * hop + np.arange(n)
-        re, im = self.analysis(buf[:, idx].reshape(bsz * frames_in, n))
-        feat = (np.hypot(re, im) + np.float32(1e-8)) ** np.float32(self.compress)
+        re_all, im_all = (a.reshape(bsz, frames_in, -1)
+                          for a in self.analysis(buf[:, idx].reshape(bsz * frames_in, n)))
+        re, im = re_all[:, past:], im_all[:, past:]  # [B, k + look, bins]
+        mag = np.hypot(re, im) + np.float32(1e-8)
+        feat = mag ** np.float32(self.compress)
+        if self.df:  # compressed complex spectrum of the filtered bins (as TinyEnhancer)
+            scale = mag[..., : self.df] ** np.float32(self.compress - 1)
+            feat = np.concatenate([feat, re[..., : self.df] * scale, im[..., : self.df] * scale], -1)
         if look:  # frame t sees frame t + look (as TinyEnhancer.reference_step)
-            feat, re, im = (a.reshape(bsz, frames_in, -1) for a in (feat, re, im))
-            feat = np.concatenate([feat[:, :k], feat[:, look:]], -1).reshape(bsz * k, -1)
-            re, im = re[:, :k].reshape(bsz * k, -1), im[:, :k].reshape(bsz * k, -1)
-        z = np.maximum(feat @ self.inp_w_t + self.inp_b, 0).reshape(bsz, k, -1)
+            feat = np.concatenate([feat[:, :k], feat[:, look:]], -1)
+            re, im = re[:, :k], im[:, :k]
+        z = np.maximum(feat.reshape(bsz * k, -1) @ self.inp_w_t + self.inp_b, 0).reshape(bsz, k, -1)
         h = h.copy()  # [layers, B, H]: each h[i] is updated in place by the C loop
         for i in range(self.layers):
             gi = np.ascontiguousarray(z @ self.w_ih_t[i] + self.b_ih[i], dtype=np.float32)
             z = gru_kernel.gru_layer(gi, h[i], self.w_hh_t[i], self.b_hh[i])
         logits = z.reshape(bsz * k, -1) @ self.out_w_t + self.out_b
-        mask = 0.5 + 0.5 * np.tanh(0.5 * logits)  # the sigmoid, without exp's overflow warnings
-        out = self.synthesis((re * mask).astype(np.float32), (im * mask).astype(np.float32))
+        mask = (0.5 + 0.5 * np.tanh(0.5 * logits)).reshape(bsz, k, -1)  # sigmoid without exp overflow
+        est_re, est_im = re * mask, im * mask
+        if self.df:
+            c = (z.reshape(bsz * k, -1) @ self.df_w_t + self.df_b).reshape(bsz, k, self.df_order, self.df, 2)
+            for i in range(self.df_order):  # tap i reads frame t − i
+                xr = re_all[:, past - i: past - i + k, : self.df]
+                xi = im_all[:, past - i: past - i + k, : self.df]
+                cr, ci = c[:, :, i, :, 0], c[:, :, i, :, 1]
+                est_re[..., : self.df] += cr * xr - ci * xi
+                est_im[..., : self.df] += cr * xi + ci * xr
+        out = self.synthesis(est_re.reshape(bsz * k, -1).astype(np.float32),
+                             est_im.reshape(bsz * k, -1).astype(np.float32))
         y, tail = overlap_add(out.reshape(bsz, k, n).astype(np.float32, copy=False), tail, hop)
         return y, (buf[:, buf.shape[-1] - prev_in.shape[-1]:].copy(), h, tail)
 

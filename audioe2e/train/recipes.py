@@ -75,6 +75,11 @@ RECIPES: dict[str, Recipe] = {
     # starts as that model delayed by a frame.
     "enhancer-gru-la1": Recipe("enhancer-gru-la1", "enhance", dict(_GRU_ENHANCER, hidden=256, lookahead=1),
                                batch=16, seconds=3.0, extra=_TINY_SISDR_COMPRESSED),
+    # Deep filter (nets/tiny.py; DeepFilterNet's idea) on the lowest 128 bins (0–4 kHz) with
+    # 3 taps (this frame and the 2 before: no added latency); warm-started from enhancer-gru,
+    # whose function it starts as (the filter head and the new input columns are zero).
+    "enhancer-gru-df": Recipe("enhancer-gru-df", "enhance", dict(_GRU_ENHANCER, hidden=256, df_bins=128, df_order=3),
+                              batch=16, seconds=3.0, extra=_TINY_SISDR_COMPRESSED),
     "enhancer-gru-wide": Recipe("enhancer-gru-wide", "enhance", dict(_GRU_ENHANCER, hidden=384), batch=16,
                                 seconds=3.0, extra=_TINY_SISDR_COMPRESSED),
     "codec": Recipe("codec", "codec", dict(arch="codec"), batch=8, seconds=2.0, lr=1e-3, extra=_CODEC_SISDR_STFT),

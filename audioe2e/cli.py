@@ -33,7 +33,7 @@ Force = Annotated[bool, typer.Option("-f", "--force", help="Overwrite existing o
 Skip = Annotated[bool, typer.Option("--skip-existing", help="Skip inputs whose outputs exist.")]
 Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="Only errors on stderr.")]
 Json = Annotated[bool, typer.Option("--json", help="JSON report on stdout (stderr with -o -).")]
-Device = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")]
+Device = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N (enhance: auto = the torch-free CPU engine)")]
 Threads = Annotated[Optional[int], typer.Option(help="Torch CPU threads.")]
 Subtype = Annotated[Optional[str], typer.Option(
     help="Output sample format: PCM_16 | PCM_24 | PCM_32 | FLOAT (default: the input's).")]

@@ -25,6 +25,8 @@ def run_cmd(
     ckpt_minutes: float = typer.Option(5.0), seed: int = typer.Option(0),
     init_from: Optional[Path] = typer.Option(None, help="warm start a new run from these weights "
                                              "(tensors whose name and shape match)"),
+    warmup: int = typer.Option(0, help="ramp the learning rate up linearly over the run's first "
+                               "STEPS steps (for warm starts that add zero-initialised layers)"),
 ):
     """Train (or continue) a recipe. Under `torchrun --nproc_per_node N` it runs DDP."""
     import torch
@@ -45,7 +47,7 @@ def run_cmd(
     try:
         best = train(rec, corpus, run, steps, resume=resume, device=device,
                      ckpt_minutes=ckpt_minutes, val_every=val_every, batch=batch, seconds=seconds,
-                     lr=lr, seed=seed, init_from=init_from)
+                     lr=lr, seed=seed, init_from=init_from, warmup=warmup)
     except (WarmStartError, FileNotFoundError, FileExistsError) as e:  # bad --init-from / --run
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2)

@@ -326,3 +326,24 @@ def test_training_runs_distributed_under_torchrun(corpus, tmp_path, recipe):
     assert meta["world"] == 2 and meta["step"] == 2
     steps = [json.loads(l)["step"] for l in (run / "log.jsonl").read_text().splitlines() if '"val"' in l]
     assert steps == [2]  # rank 0 alone writes the log
+
+
+def test_warmup_ramps_the_learning_rate_and_resumes_mid_ramp(corpus, tmp_path):
+    """--warmup 4: the saved learning rate is 2/4 of the recipe's after 2 steps and the full
+    rate at step 4; a run resumed mid-ramp ends where an uninterrupted one does."""
+    recipe = get_recipe("enhancer-tiny")
+    kw = dict(batch=2, seconds=0.5, val_every=1000, log_every=1, warmup=4)
+    torch.manual_seed(0)
+    train(recipe, corpus, tmp_path / "straight", steps=4, **kw)
+    torch.manual_seed(0)
+    train(recipe, corpus, tmp_path / "split", steps=2, **kw)
+    lr_of = lambda run: load_weights(run / "last.safetensors")[2]["optim"]["param_groups"][0]["lr"]  # noqa: E731
+    assert lr_of(tmp_path / "split") == pytest.approx(recipe.lr * 2 / 4)
+    train(recipe, corpus, tmp_path / "split", steps=4, resume=True, **kw)
+    assert lr_of(tmp_path / "split") == lr_of(tmp_path / "straight") == pytest.approx(recipe.lr)
+    a = load_weights(tmp_path / "straight" / "last.safetensors")[0]
+    b = load_weights(tmp_path / "split" / "last.safetensors")[0]
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-6), k
+    notes = [json.loads(l).get("note", "") for l in (tmp_path / "straight" / "log.jsonl").read_text().splitlines()]
+    assert any(n.startswith("learning rate warm-up over steps 0-4") for n in notes)

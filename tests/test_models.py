@@ -45,7 +45,7 @@ def test_gru_enhancer_recipes_stream_like_whole_file_at_32ms_frames():
     from audioe2e.train.recipes import get_recipe
 
     torch.manual_seed(0)
-    for name in ("enhancer-gru", "enhancer-gru-wide"):
+    for name in ("enhancer-gru", "enhancer-gru-wide", "enhancer-gru-df"):
         m = build_model(dict(get_recipe(name).config)).eval()
         assert 1_000_000 <= sum(p.numel() for p in m.parameters()) <= 5_000_000
         assert 1000 * m.latency / m.sample_rate == 32
@@ -56,6 +56,17 @@ def test_gru_enhancer_recipes_stream_like_whole_file_at_32ms_frames():
             got = stream(m.make_streamer(), x, sizes)
             assert got.shape == x.shape
             assert torch.allclose(got, whole, atol=1e-5), (name, sizes)
+
+
+def test_tiny_deep_filter_recipe_keeps_the_tiny_limits():
+    """The deep-filter twin of the tiny enhancer stays within the issue's budget: ≤ 100 k
+    parameters, ≤ 20 ms algorithmic latency (its taps read past frames only)."""
+    from audioe2e.registry import build_model
+    from audioe2e.train.recipes import get_recipe
+
+    m = build_model(dict(get_recipe("enhancer-tiny-df").config))
+    assert sum(p.numel() for p in m.parameters()) <= 100_000
+    assert 1000 * m.latency / m.sample_rate <= 20 and m.latency == TinyEnhancer(TinyConfig()).latency
 
 
 def _perturbed_tiny() -> TinyEnhancer:

@@ -140,6 +140,19 @@ def test_numpy_engine_runs_the_dense_front_end_of_the_default_enhancer(tmp_path)
         tiny_numpy.NumpyTinyEnhancer({}, {**m.config_dict(), "frontend": "fft"})
 
 
+def assert_streams_like_whole_file_on_both_engines(m: TinyEnhancer, x: np.ndarray, tmp_path) -> None:
+    """The torch streamer (uneven blocks, a 1-sample one included) and the numpy engine's
+    streamer both give the torch model's whole-signal output."""
+    with torch.no_grad():
+        whole = m(torch.from_numpy(x)).numpy()
+    s = m.make_streamer("cpu")
+    parts = [s.feed(torch.from_numpy(b)) for b in np.split(x, [5, 700, 701, 2000], -1)] + [s.flush()]
+    np.testing.assert_allclose(torch.cat(parts, -1).numpy(), whole, atol=1e-5)
+    ns = as_numpy(m, tmp_path).make_streamer("cpu")
+    y = np.concatenate([ns.feed(b) for b in np.split(x, [333, 1500], -1)] + [ns.flush()], -1)
+    np.testing.assert_allclose(y, whole, atol=2e-5)
+
+
 def test_lookahead_model_streams_like_whole_file_and_numpy_engine_matches(tmp_path):
     """lookahead = 2 frames: chunked output equals the whole-signal output, the delay grows by
     2 hops, and the numpy engine computes the same function."""
@@ -149,15 +162,7 @@ def test_lookahead_model_streams_like_whole_file_and_numpy_engine_matches(tmp_pa
     m.use_fast = False  # the torch reference, not the engine under test
     assert m.delay == 64 + 2 * 64 and m.latency == 128 + 2 * 64
     x = (0.1 * np.random.default_rng(7).standard_normal((1, 3001))).astype(np.float32)
-    with torch.no_grad():
-        whole = m(torch.from_numpy(x)).numpy()
-    s = m.make_streamer("cpu")
-    parts = [s.feed(torch.from_numpy(b)) for b in np.split(x, [5, 700, 701, 2000], -1)] + [s.flush()]
-    np.testing.assert_allclose(torch.cat(parts, -1).numpy(), whole, atol=1e-5)
-    nm = as_numpy(m, tmp_path)
-    ns = nm.make_streamer("cpu")
-    y = np.concatenate([ns.feed(b) for b in np.split(x, [333, 1500], -1)] + [ns.flush()], -1)
-    np.testing.assert_allclose(y, whole, atol=2e-5)
+    assert_streams_like_whole_file_on_both_engines(m, x, tmp_path)
 
 
 def test_warm_start_into_lookahead_starts_as_the_old_model(tmp_path):
@@ -215,14 +220,7 @@ def test_deep_filter_streams_like_whole_file_and_numpy_engine_matches(tmp_path, 
     m = deep_filter_model(10, **extra)
     assert m.delay == 64 + m.look * 64  # the filter reads past frames only: no added delay
     x = (0.1 * np.random.default_rng(11).standard_normal((2, 3001))).astype(np.float32)
-    with torch.no_grad():
-        whole = m(torch.from_numpy(x)).numpy()
-    s = m.make_streamer("cpu")
-    parts = [s.feed(torch.from_numpy(b)) for b in np.split(x, [5, 700, 701, 2000], -1)] + [s.flush()]
-    np.testing.assert_allclose(torch.cat(parts, -1).numpy(), whole, atol=1e-5)
-    ns = as_numpy(m, tmp_path).make_streamer("cpu")
-    y = np.concatenate([ns.feed(b) for b in np.split(x, [333, 1500], -1)] + [ns.flush()], -1)
-    np.testing.assert_allclose(y, whole, atol=2e-5)
+    assert_streams_like_whole_file_on_both_engines(m, x, tmp_path)
 
 
 def test_deep_filter_taps_read_the_current_and_past_frames():

@@ -123,8 +123,8 @@ def test_export_writes_weights_card_notes_and_manifest(tmp_path):
 
 
 def test_train_cli_rejects_bad_warm_start_in_one_line(tmp_path):
-    """`train run --init-from` with missing or unrelated weights: one line, exit 2, no run
-    folder left behind."""
+    """`train run --init-from` with missing or unrelated weights, or a negative --warmup: one
+    line, exit 2, no run folder left behind."""
     import json
     import subprocess
     import sys
@@ -142,6 +142,11 @@ def test_train_cli_rejects_bad_warm_start_in_one_line(tmp_path):
         lines = p.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and weights.name in lines[0]
         assert not run.exists()
+    p = subprocess.run([sys.executable, "-m", "audioe2e", "train", "run", "enhancer-tiny", "--corpus",
+                        str(tmp_path / "corpus"), "--run", str(run), "--warmup", "-3"],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and p.stderr.strip() == "error: --warmup must be 0 or more steps, got -3"
+    assert not run.exists()
 
 
 def test_train_export_cli_errors_are_one_line(tmp_path):
@@ -329,18 +334,20 @@ def test_training_runs_distributed_under_torchrun(corpus, tmp_path, recipe):
 
 
 def test_warmup_ramps_the_learning_rate_and_resumes_mid_ramp(corpus, tmp_path):
-    """--warmup 4: the saved learning rate is 2/4 of the recipe's after 2 steps and the full
-    rate at step 4; a run resumed mid-ramp ends where an uninterrupted one does."""
+    """--lr 5e-4 --warmup 4: the saved learning rate is 2/4 of 5e-4 after 2 steps and 5e-4 at
+    step 4; a run resumed mid-ramp without repeating --lr ramps to the run's rate (not the
+    recipe's) and ends where an uninterrupted one does."""
     recipe = get_recipe("enhancer-tiny")
     kw = dict(batch=2, seconds=0.5, val_every=1000, log_every=1, warmup=4)
     torch.manual_seed(0)
-    train(recipe, corpus, tmp_path / "straight", steps=4, **kw)
+    train(recipe, corpus, tmp_path / "straight", steps=4, lr=5e-4, **kw)
     torch.manual_seed(0)
-    train(recipe, corpus, tmp_path / "split", steps=2, **kw)
+    train(recipe, corpus, tmp_path / "split", steps=2, lr=5e-4, **kw)
     lr_of = lambda run: load_weights(run / "last.safetensors")[2]["optim"]["param_groups"][0]["lr"]  # noqa: E731
-    assert lr_of(tmp_path / "split") == pytest.approx(recipe.lr * 2 / 4)
+    assert lr_of(tmp_path / "split") == pytest.approx(5e-4 * 2 / 4)
     train(recipe, corpus, tmp_path / "split", steps=4, resume=True, **kw)
-    assert lr_of(tmp_path / "split") == lr_of(tmp_path / "straight") == pytest.approx(recipe.lr)
+    assert lr_of(tmp_path / "split") == lr_of(tmp_path / "straight") == pytest.approx(5e-4)
+    assert 5e-4 != recipe.lr
     a = load_weights(tmp_path / "straight" / "last.safetensors")[0]
     b = load_weights(tmp_path / "split" / "last.safetensors")[0]
     for k in a:

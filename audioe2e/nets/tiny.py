@@ -116,7 +116,8 @@ class TinyEnhancer(nn.Module):
         self.win_a = nn.Parameter(sqrt_hann(cfg.n_fft).float())
         self.win_s = nn.Parameter(sqrt_hann(cfg.n_fft).float())
         self.look = int(cfg.lookahead)
-        self.df, self.df_order = int(cfg.df_bins), int(cfg.df_order) if cfg.df_bins else 0
+        self.df = int(cfg.df_bins)
+        self.df_order = int(cfg.df_order) if self.df else 0
         if self.df and not (0 < self.df <= bins and self.df_order >= 1):
             raise ValueError(f"deep filter needs 0 < df_bins <= {bins} and df_order >= 1")
         self.past = max(self.df_order - 1, 0)  # past frames the deep filter reads

@@ -36,6 +36,9 @@ def run_cmd(
 
     if threads:
         torch.set_num_threads(threads)
+    if warmup < 0:
+        typer.echo(f"error: --warmup must be 0 or more steps, got {warmup}", err=True)
+        raise typer.Exit(2)
     if not (corpus / "manifest.jsonl").is_file():
         typer.echo(f"error: {corpus}/manifest.jsonl not found (build it with `audioe2e corpus build`)", err=True)
         raise typer.Exit(2)

@@ -185,6 +185,7 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
     step, elapsed, best, meta_val_id, warm, lr_note, loss_note = 0, 0.0, None, None, None, None, None
     adv_note = world_note = None
     last = run / "last.safetensors"
+    base_lr = opt.param_groups[0]["lr"]  # the run's rate; during --warmup the optimiser holds a fraction of it
     if resume and last.is_file():
         state, config, meta = load_weights(last)
         model.load_state_dict(model_tensors(state))
@@ -197,8 +198,11 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
                 adv.start = step
                 adv_note = f"adversarial training from step {step}: {recipe.adversarial}"
         meta_val_id = meta.get("val_id", "")
-        if lr and any(g["lr"] != lr for g in opt.param_groups):
-            lr_note = f"learning rate {opt.param_groups[0]['lr']:g} -> {lr:g} from step {step}"
+        base_lr = meta.get("lr_base", opt.param_groups[0]["lr"])
+        if lr and lr != base_lr:
+            lr_note = f"learning rate {base_lr:g} -> {lr:g} from step {step}"
+        if lr:
+            base_lr = lr
             for g in opt.param_groups:
                 g["lr"] = lr
         if (meta.get("world", 1), meta.get("batch", batch)) != (world, batch):
@@ -233,7 +237,7 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
         otensors, scalars = optimizer_state_tensors(opt)
         tensors.update(otensors)
         meta = {"step": step, "elapsed": elapsed, "best": best, "optim": scalars, "recipe": recipe.name,
-                "batch": batch, "seconds": seconds, "world": world, "val_id": val_id,
+                "batch": batch, "seconds": seconds, "world": world, "val_id": val_id, "lr_base": base_lr,
                 "loss": recipe.extra}
         if adv is not None:
             dtensors, dscalars = adv.state_tensors()
@@ -254,8 +258,6 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
         emit({"note": f"valsets rewritten ({meta_val_id} -> {val_id}: corpus rebuilt); resumed, best reset"})
     last_ckpt = time.time()
     running = []
-    # the target rate: the ramp's own value is what a checkpoint saved during warm-up holds
-    base_lr = (lr or recipe.lr) if warmup and step < warmup else opt.param_groups[0]["lr"]
     if warmup and step < warmup and rank == 0:
         emit({"note": f"learning rate warm-up over steps 0-{warmup}: {base_lr:g} from step {warmup}"})
     while step < steps:

@@ -128,13 +128,27 @@ def open_reader(path: str, block: int = BLOCK):
 
 
 def first_and_rest(reader):
-    """(first block, iterator over the rest) of a reader; zero-length audio is an error here,
-    once, for every verb that streams a file."""
-    blocks = reader.blocks()
+    """(first block, iterator over the rest) of a reader; zero-length audio and non-finite
+    samples are errors here, once, for every verb that streams a file. Why NaN/Inf: one such
+    sample in a float WAV would poison the recurrent models' state and turn every later
+    output sample into NaN, so it is refused with where it is (output already written to a
+    file is discarded like any other failure)."""
+    blocks = _finite_blocks(reader.blocks(), reader.info.rate)
     first = next(blocks, None)
     if first is None:
         raise AudioError("zero-length audio")
     return first, blocks
+
+
+def _finite_blocks(blocks: Iterator[np.ndarray], rate: int) -> Iterator[np.ndarray]:
+    done = 0
+    for b in blocks:
+        bad = ~np.isfinite(b)
+        if bad.any():
+            at = done + int(np.argmax(bad.any(axis=0)))
+            raise AudioError(f"non-finite sample (NaN or Inf) at {at / rate:.3f} s (frame {at})")
+        done += b.shape[-1]
+        yield b
 
 
 def temp_path(dest: Path) -> Path:

@@ -143,6 +143,22 @@ def test_errors_batch_goes_on(tmp_path, wav):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.wav"]
 
 
+def test_non_finite_input_is_refused_mid_stream(tmp_path):
+    """A NaN (or Inf) in a float WAV would turn all later output into NaN through the models'
+    recurrent state: the file fails with where the sample is, and its partial output is gone."""
+    x = tones(40000, 16000, 1)
+    x[0, 30000] = np.nan  # in the second 16384-frame block: output has started by then
+    nan = write_wav(tmp_path / "nan.wav", x, 16000, "FLOAT")
+    x[0, 30000] = -np.inf
+    inf = write_wav(tmp_path / "inf.wav", x, 16000, "FLOAT")
+    reps = api.run_enhance([nan, inf], str(tmp_path / "out"), FakeEnhancer())
+    assert [r.status for r in reps] == ["failed", "failed"]
+    assert all("non-finite sample (NaN or Inf) at 1.875 s" in r.error for r in reps)
+    rep = api.run_separate([nan], str(tmp_path / "sep"), FakeSeparator())[0]
+    assert rep.status == "failed" and "non-finite" in rep.error
+    assert not list((tmp_path / "out").iterdir()) and not list((tmp_path / "sep").iterdir())
+
+
 def test_existing_outputs_force_skip(tmp_path, wav):
     src = wav("a.wav")
     out = tmp_path / "o"

@@ -30,6 +30,10 @@ INT_SUBTYPES = ("PCM_16", "PCM_24", "PCM_32", "VORBIS")  # VORBIS: decodes to ±
 OUT_SUBTYPES = ("PCM_16", "PCM_24", "PCM_32", "FLOAT")
 CLIP_POLICIES = ("clamp", "rescale")
 _FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}
+# Input rates accepted. Why a floor: below 8 kHz (telephone speech) there is no speech band
+# left to enhance, and a 100 Hz "WAV" is a wrong file, not audio to upsample 160-fold; the
+# ceiling is where soxr and the WAV header stop being sensible (384 kHz studio rates pass).
+MIN_RATE, MAX_RATE = 8000, 384000
 
 
 class AudioError(ValueError):
@@ -112,9 +116,9 @@ def open_reader(path: str, block: int = BLOCK):
         except (OSError, ValueError):
             seekable = False
         if seekable:  # `< file.flac`: soundfile can read any format it knows
-            return FileReader(stream, block)
+            return _checked(FileReader(stream, block))
         from .wavpipe import WavPipeReader
-        return WavPipeReader(stream, block)
+        return _checked(WavPipeReader(stream, block))
     p = Path(path)
     if not p.exists():
         raise AudioError("no such file")
@@ -124,7 +128,15 @@ def open_reader(path: str, block: int = BLOCK):
         raise AudioError("permission denied")
     if p.stat().st_size == 0:
         raise AudioError("empty file (zero-length audio)")
-    return FileReader(str(p), block)
+    return _checked(FileReader(str(p), block))
+
+
+def _checked(reader):
+    rate = reader.info.rate
+    if not MIN_RATE <= rate <= MAX_RATE:
+        reader.close()
+        raise AudioError(f"unsupported sample rate {rate} Hz (audioe2e reads {MIN_RATE}-{MAX_RATE} Hz)")
+    return reader
 
 
 def first_and_rest(reader):

@@ -142,6 +142,12 @@ def test_reader_files_and_errors(tmp_path):
         open_reader(str(tmp_path / "zero.wav"))
     with pytest.raises(AudioError, match="directory"):
         open_reader(str(tmp_path))
+    write_wav(tmp_path / "r100.wav", tones(400, 100, 1), 100)  # a wrong file, not speech
+    with pytest.raises(AudioError, match="unsupported sample rate 100 Hz"):
+        open_reader(str(tmp_path / "r100.wav"))
+    write_wav(tmp_path / "r8k.wav", tones(400, 8000, 1), 8000)  # telephone speech is read
+    with open_reader(str(tmp_path / "r8k.wav")) as r:
+        assert r.info.rate == 8000
 
 
 def test_output_subtype():

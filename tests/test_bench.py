@@ -88,3 +88,38 @@ def test_refresh_replaces_only_the_tables_under_matching_headings(tmp_path):
     assert "some prose" in text and "after" in text and "| 1 | 2 |" in text
     assert "Bench time: 408 s wall, 552 s CPU." in text and "268 s" not in text
     assert main([str(tmp_path / "missing.md"), str(card)]) == 2
+
+
+def test_level_section_scales_the_input_to_each_level(tmp_path, monkeypatch):
+    """The input-level table feeds every system the same clips at each mixture RMS, and the
+    unprocessed row scores 0 dB SI-SDRi at every level (SI-SDR ignores the level)."""
+    import json
+
+    import numpy as np
+    import soundfile as sf
+
+    from audioe2e.bench import tasks
+
+    rng = np.random.default_rng(0)
+    t = np.arange(16000) / 16000
+    for sub in ("input", "target"):
+        (tmp_path / sub).mkdir()
+    for i in range(2):
+        clean = (0.1 * np.sin(2 * np.pi * 200 * (i + 1) * t)).astype(np.float32)
+        sf.write(tmp_path / "target" / f"{i}.wav", clean, 16000, subtype="FLOAT")
+        sf.write(tmp_path / "input" / f"{i}.wav", clean + 0.03 * rng.standard_normal(16000).astype(np.float32),
+                 16000, subtype="FLOAT")
+    (tmp_path / "meta.jsonl").write_text("".join(json.dumps({"id": str(i), "snr_db": 10.0}) + "\n" for i in range(2)))
+    seen = []
+
+    def probe(x):
+        seen.append(20 * np.log10(np.sqrt(np.mean(x ** 2))))
+        return x
+    monkeypatch.setattr(tasks.peers, "rnnoise", lambda x, rate: probe(x))
+    res = tasks.levels(tmp_path, log=lambda m: None)
+    assert res["levels"] == list(tasks.LEVELS_DB)
+    np.testing.assert_allclose(seen, np.repeat(tasks.LEVELS_DB, 2), atol=1e-3)
+    rows = {r["system"]: r for r in res["rows"]}
+    noisy = rows["noisy input (no processing)"]
+    assert all(abs(noisy[f"si_sdri {v}"]) < 1e-6 for v in tasks.LEVELS_DB)
+    assert {r["status"] for r in res["rows"]} == {"ok"}  # the shipped enhancers ran at every level

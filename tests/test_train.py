@@ -55,6 +55,17 @@ def test_snr_is_as_asked(corpus):
         assert abs(got - snr) < 0.05
 
 
+def test_mixture_levels_follow_the_range_asked(corpus):
+    """The enhancers train on −60…−5 dBFS mixtures so that quiet recordings are in range; the
+    default (and the validation sets) stay at −35…−10."""
+    rng = np.random.default_rng(0)
+    for rng_db, lo, hi in (((-35.0, -10.0), -35, -10), (get_recipe("enhancer-tiny").level_db, -60, -5)):
+        mixer = Mixer(Corpus(corpus, "train"), 0.5, augment=False, level_db=rng_db)
+        levels = [20 * np.log10(rms(mixer.enhance_pair(rng)[0])) for _ in range(200)]
+        assert lo - 0.01 <= min(levels) and max(levels) <= hi + 0.01
+        assert min(levels) < lo + 5 and max(levels) > hi - 5  # the whole range is drawn
+
+
 def train_straight_and_split(recipe, corpus, tmp_path):
     """4 steps in one go, and 2 + 2 with a resume in between, from the same seed → the two
     last checkpoints (tensors, config, meta) after asserting that every tensor is equal."""
@@ -228,10 +239,30 @@ def test_resume_notes_new_loss_weights_and_a_new_kind_of_best_score(corpus, tmp_
     assert any(n.startswith("best checkpoint now chosen by ") and "(was other)" in n for n in notes)
     meta = load_weights(run / "last.safetensors")[2]
     assert meta["best"]["step"] == 3 and meta["loss"] == recipe.extra
+    assert not any(n.startswith("training mixture levels") for n in notes)  # recorded: same range
     # resumed again with unchanged weights: no new loss note
     train(recipe, corpus, run, steps=4, resume=True, **kw)
     notes = [json.loads(l).get("note", "") for l in (run / "log.jsonl").read_text().splitlines()]
     assert sum(n.startswith("loss weights") for n in notes) == 1
+
+
+def test_resume_notes_a_new_training_level_range(corpus, tmp_path):
+    """A checkpoint from before the enhancers' wider level range (no `level_db` in its meta:
+    the old −35…−10 default) says so when resumed, once, and records the new range."""
+    from audioe2e.checkpoint import save_weights
+    recipe = get_recipe("enhancer-tiny")
+    kw = dict(batch=2, seconds=0.5, val_every=1000, log_every=1)
+    run = tmp_path / "r"
+    train(recipe, corpus, run, steps=1, **kw)
+    state, config, meta = load_weights(run / "last.safetensors")
+    assert meta["level_db"] == [-60.0, -5.0]
+    del meta["level_db"]
+    save_weights(run / "last.safetensors", state, config, meta)
+    train(recipe, corpus, run, steps=2, resume=True, **kw)
+    train(recipe, corpus, run, steps=3, resume=True, **kw)
+    notes = [json.loads(l).get("note", "") for l in (run / "log.jsonl").read_text().splitlines()]
+    assert [n for n in notes if n.startswith("training mixture levels")] == [
+        "training mixture levels -35…-10 -> -60…-5 dBFS RMS from step 1"]
 
 
 def test_valset_survives_two_writers(corpus, tmp_path, monkeypatch):

@@ -135,6 +135,40 @@ def enhance(d: Path, limit=None, dnsmos=False, log=print, jobs=1, dnsmos_only: t
     return {"n": len(items), "metrics": mets, "snrs": snrs, "rows": rows}
 
 
+# ----------------------------------------------------------------------------- input level
+LEVELS_DB = (-60, -50, -40, -30, -20)
+
+
+def levels(d: Path, limit=None, log=print, jobs=1) -> dict:
+    """The enhancement clips with the noisy input scaled to each mixture RMS in `LEVELS_DB`
+    (dBFS; the valsets and the models before the sixth session's training sit at −35…−10).
+    Why: a recording's level is whatever its microphone gave, and a model that only works at
+    its training levels fails on quiet files. PESQ-WB and SI-SDRi against the clean target
+    (both ignore the output's overall level)."""
+    items = load_items(d, ("input", "target"), limit)
+    systems = [
+        ("noisy input (no processing)", _peer(lambda it: it["input"])),
+        ("audioe2e enhancer-tiny", _model("enhancer-tiny", ours.enhance)),
+        ("audioe2e enhancer", _model("enhancer", ours.enhance)),
+        ("RNNoise (pyrnnoise)", _peer(lambda it: peers.rnnoise(it["input"], RATE))),
+    ]
+    log(f"input levels: {len(items)} clips at {', '.join(f'{v:g}' for v in LEVELS_DB)} dBFS")
+    rows = []
+    for name, setup in systems:
+        row: dict = {"system": name, "status": "ok"}
+        for level in LEVELS_DB:
+            scaled = [dict(it, input=(it["input"] * (10 ** (level / 20) / (np.sqrt(np.mean(it["input"] ** 2)) + 1e-12)))
+                           .astype(np.float32)) for it in items]
+            r = run_system(f"{name} at {level} dBFS", setup, with_mets(scaled, name, ["pesq_wb", "si_sdri"]),
+                           eval_enhance, log, jobs)
+            if r["status"] != "ok":
+                row = {"system": name, "status": r["status"]}
+                break
+            row[f"pesq_wb {level}"], row[f"si_sdri {level}"] = r["pesq_wb"], r["si_sdri"]
+        rows.append(row)
+    return {"n": len(items), "levels": list(LEVELS_DB), "rows": rows}
+
+
 # ----------------------------------------------------------------------------- separation
 def separate(d: Path, limit=None, log=print, jobs=1) -> dict:
     items = load_items(d, ("input", "s1", "s2"), limit)

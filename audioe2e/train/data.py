@@ -130,11 +130,18 @@ def colored_noise(rng, n: int) -> np.ndarray:
     return np.fft.irfft(spec, n=n).astype(np.float32)
 
 
+# Mixture level range (dBFS RMS) of the validation sets and of every recipe that does not set
+# its own; the enhancers train wider (recipes.WIDE_LEVEL_DB).
+LEVEL_DB = (-35.0, -10.0)
+
+
 class Mixer:
     """Draws speech, noise and augmentations from a corpus with an explicit RNG."""
 
-    def __init__(self, corpus: Corpus, seconds: float, augment: bool = True):
+    def __init__(self, corpus: Corpus, seconds: float, augment: bool = True,
+                 level_db: tuple[float, float] = LEVEL_DB):
         self.corpus, self.n, self.augment = corpus, int(seconds * RATE), augment
+        self.level_db = tuple(level_db)
 
     def speaker(self, rng, exclude=()) -> str:
         while True:
@@ -170,9 +177,9 @@ class Mixer:
         return tuple(reverberate(s, rir) for s in signals)
 
     def level(self, rng, *signals):
-        """Random overall level (−35…−10 dBFS RMS of the mixture), clipped-safe."""
+        """Random overall level (`level_db`, dBFS RMS of the mixture), clipped-safe."""
         mix = signals[0]
-        g = 10 ** (rng.uniform(-35, -10) / 20) / (rms(mix) + 1e-8)
+        g = 10 ** (rng.uniform(*self.level_db) / 20) / (rms(mix) + 1e-8)
         peak = max(np.abs(s).max() for s in signals) * g
         if peak > 0.99:
             g *= 0.99 / peak

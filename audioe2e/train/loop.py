@@ -168,7 +168,7 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
     weights together at once and its output jumps (measured on the deep filter from
     enhancer-gru step 9,835 at 1e-4: training loss 0.9 dB worse than the parent's on the same
     first 50 batches without warm-up, level with it with a 1,000-step warm-up)."""
-    from .data import Corpus, Mixer, batch as make_batch
+    from .data import LEVEL_DB, Corpus, Mixer, batch as make_batch
     from .valsets import load_valset, valset_id
 
     rank, world = _dist()
@@ -183,6 +183,7 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
         from .adversarial import Adversarial
         adv = Adversarial(**recipe.adversarial, sample_rate=model.sample_rate, device=dev)
     step, elapsed, best, meta_val_id, warm, lr_note, loss_note = 0, 0.0, None, None, None, None, None
+    level_note = None
     adv_note = world_note = None
     last = run / "last.safetensors"
     base_lr = opt.param_groups[0]["lr"]  # the run's rate; during --warmup the optimiser holds a fraction of it
@@ -212,6 +213,10 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
         if meta.get("loss", {}) != recipe.extra:
             before = meta["loss"] if "loss" in meta else "(not recorded)"
             loss_note = f"loss weights {before} -> {recipe.extra} from step {step}"
+        before = tuple(meta.get("level_db", LEVEL_DB))  # runs before the field: the old default
+        if before != tuple(recipe.level_db):
+            level_note = (f"training mixture levels {before[0]:g}…{before[1]:g} -> "
+                          f"{recipe.level_db[0]:g}…{recipe.level_db[1]:g} dBFS RMS from step {step}")
     elif last.is_file():
         raise FileExistsError(f"{run} already has a checkpoint: pass --resume to continue it")
     elif init_from is not None:
@@ -224,7 +229,7 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
         # The TCN's last residual conv feeds nothing (only its skip output is used), and the
         # codec's dropped quantiser stages feed nothing in some steps.
         net = torch.nn.parallel.DistributedDataParallel(net, find_unused_parameters=True)
-    mixer = Mixer(Corpus(corpus, "train"), seconds)
+    mixer = Mixer(Corpus(corpus, "train"), seconds, level_db=recipe.level_db)
     val = load_valset(corpus, recipe.task) if rank == 0 else None
     val_id = valset_id(corpus, recipe.task)
     valset_changed = meta_val_id is not None and meta_val_id != val_id
@@ -238,7 +243,7 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
         tensors.update(otensors)
         meta = {"step": step, "elapsed": elapsed, "best": best, "optim": scalars, "recipe": recipe.name,
                 "batch": batch, "seconds": seconds, "world": world, "val_id": val_id, "lr_base": base_lr,
-                "loss": recipe.extra}
+                "loss": recipe.extra, "level_db": list(recipe.level_db)}
         if adv is not None:
             dtensors, dscalars = adv.state_tensors()
             tensors.update(dtensors)
@@ -251,7 +256,7 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
         log.flush()
         print(json.dumps(rec), flush=True)
 
-    for note in (warm, lr_note, loss_note, world_note, adv_note):
+    for note in (warm, lr_note, loss_note, level_note, world_note, adv_note):
         if note and rank == 0:
             emit({"note": note})
     if valset_changed and rank == 0:  # export starts the card's validation history after this note

@@ -109,14 +109,20 @@ def eval_codec(it: dict, res: tuple) -> dict:
 
 
 # ----------------------------------------------------------------------------- enhancement
-def enhance(d: Path, limit=None, dnsmos=False, log=print, jobs=1, dnsmos_only: tuple[str, ...] = ()) -> dict:
-    mets = ["pesq_wb", "stoi", "si_sdr", "si_sdri"] + (["dnsmos"] if dnsmos else [])
-    items = load_items(d, ("input", "target"), limit)
-    systems = [
+def _enhance_systems() -> list[tuple[str, Callable]]:
+    """The unprocessed input, our two enhancers and RNNoise: the rows of every enhancement table."""
+    return [
         ("noisy input (no processing)", _peer(lambda it: it["input"])),
         ("audioe2e enhancer-tiny", _model("enhancer-tiny", ours.enhance)),
         ("audioe2e enhancer", _model("enhancer", ours.enhance)),
         ("RNNoise (pyrnnoise)", _peer(lambda it: peers.rnnoise(it["input"], RATE))),
+    ]
+
+
+def enhance(d: Path, limit=None, dnsmos=False, log=print, jobs=1, dnsmos_only: tuple[str, ...] = ()) -> dict:
+    mets = ["pesq_wb", "stoi", "si_sdr", "si_sdri"] + (["dnsmos"] if dnsmos else [])
+    items = load_items(d, ("input", "target"), limit)
+    systems = _enhance_systems() + [
         ("noisereduce, non-stationary", _peer(lambda it: peers.spectral_gating(it["input"], RATE))),
         ("noisereduce, stationary", _peer(lambda it: peers.spectral_gating(it["input"], RATE, True))),
         ("oracle IRM (upper bound)", _peer(lambda it: peers.oracle_masks(it["input"], it["target"][None], "irm")[0])),
@@ -146,12 +152,7 @@ def levels(d: Path, limit=None, log=print, jobs=1) -> dict:
     its training levels fails on quiet files. PESQ-WB and SI-SDRi against the clean target
     (both ignore the output's overall level)."""
     items = load_items(d, ("input", "target"), limit)
-    systems = [
-        ("noisy input (no processing)", _peer(lambda it: it["input"])),
-        ("audioe2e enhancer-tiny", _model("enhancer-tiny", ours.enhance)),
-        ("audioe2e enhancer", _model("enhancer", ours.enhance)),
-        ("RNNoise (pyrnnoise)", _peer(lambda it: peers.rnnoise(it["input"], RATE))),
-    ]
+    systems = _enhance_systems()
     log(f"input levels: {len(items)} clips at {', '.join(f'{v:g}' for v in LEVELS_DB)} dBFS")
     rows = []
     for name, setup in systems:

@@ -150,9 +150,10 @@ def levels(d: Path, limit=None, log=print, jobs=1) -> dict:
     (dBFS; the valsets and the models before the sixth session's training sit at −35…−10).
     Why: a recording's level is whatever its microphone gave, and a model that only works at
     its training levels fails on quiet files. PESQ-WB and SI-SDRi against the clean target
-    (both ignore the output's overall level)."""
+    (both ignore the output's overall level); the codec is scored like an enhancer (noisy in,
+    decoded out at 3 kbit/s)."""
     items = load_items(d, ("input", "target"), limit)
-    systems = _enhance_systems()
+    systems = _enhance_systems() + [("audioe2e codec 3 kbit/s (decoded)", _ours_codec_at(3.0))]
     log(f"input levels: {len(items)} clips at {', '.join(f'{v:g}' for v in LEVELS_DB)} dBFS")
     rows = []
     for name, setup in systems:
@@ -209,6 +210,14 @@ def _ours_codec(kbps: float, cache: dict) -> Callable:
             y, size, head, _ = cache[key][kbps]
             return y, size, size - head
         return fn
+    return setup
+
+
+def _ours_codec_at(kbps: float) -> Callable:
+    """The codec as an enhancer: noisy clip in, decoded `.ae2` out (time-aligned)."""
+    def setup():
+        model = ours.load("codec")
+        return lambda it: ours.codec_roundtrips(model, it["input"], (kbps,))[kbps][0][: len(it["input"])]
     return setup
 
 

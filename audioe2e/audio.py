@@ -116,9 +116,9 @@ def open_reader(path: str, block: int = BLOCK):
         except (OSError, ValueError):
             seekable = False
         if seekable:  # `< file.flac`: soundfile can read any format it knows
-            return _checked(FileReader(stream, block))
+            return _rate_checked(FileReader(stream, block))
         from .wavpipe import WavPipeReader
-        return _checked(WavPipeReader(stream, block))
+        return _rate_checked(WavPipeReader(stream, block))
     p = Path(path)
     if not p.exists():
         raise AudioError("no such file")
@@ -128,10 +128,10 @@ def open_reader(path: str, block: int = BLOCK):
         raise AudioError("permission denied")
     if p.stat().st_size == 0:
         raise AudioError("empty file (zero-length audio)")
-    return _checked(FileReader(str(p), block))
+    return _rate_checked(FileReader(str(p), block))
 
 
-def _checked(reader):
+def _rate_checked(reader):
     rate = reader.info.rate
     if not MIN_RATE <= rate <= MAX_RATE:
         reader.close()

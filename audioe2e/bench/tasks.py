@@ -6,6 +6,7 @@ Every number is a mean over the clips of the section (the same clips for every s
 """
 from __future__ import annotations
 
+import functools
 import json
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ import soundfile as sf
 
 from .. import metrics as M
 from ..registry import ModelNotAvailable
+from ..train.data import rms
 from . import ours, peers
 
 RATE = 16000
@@ -155,13 +157,14 @@ def levels(d: Path, limit=None, log=print, jobs=1) -> dict:
     items = load_items(d, ("input", "target"), limit)
     systems = _enhance_systems() + [("audioe2e codec 3 kbit/s (decoded)", _ours_codec_at(3.0))]
     log(f"input levels: {len(items)} clips at {', '.join(f'{v:g}' for v in LEVELS_DB)} dBFS")
+    scaled = {level: [dict(it, input=(it["input"] * (10 ** (level / 20) / (rms(it["input"]) + 1e-12)))
+                           .astype(np.float32)) for it in items] for level in LEVELS_DB}
     rows = []
     for name, setup in systems:
+        setup_once = functools.cache(setup)  # one model load for all levels
         row: dict = {"system": name, "status": "ok"}
         for level in LEVELS_DB:
-            scaled = [dict(it, input=(it["input"] * (10 ** (level / 20) / (np.sqrt(np.mean(it["input"] ** 2)) + 1e-12)))
-                           .astype(np.float32)) for it in items]
-            r = run_system(f"{name} at {level} dBFS", setup, with_mets(scaled, name, ["pesq_wb", "si_sdri"]),
+            r = run_system(f"{name} at {level} dBFS", setup_once, with_mets(scaled[level], name, ["pesq_wb", "si_sdri"]),
                            eval_enhance, log, jobs)
             if r["status"] != "ok":
                 row = {"system": name, "status": r["status"]}

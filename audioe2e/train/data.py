@@ -130,8 +130,8 @@ def colored_noise(rng, n: int) -> np.ndarray:
     return np.fft.irfft(spec, n=n).astype(np.float32)
 
 
-# Mixture level range (dBFS RMS) of the validation sets and of every recipe that does not set
-# its own; the enhancers train wider (recipes.WIDE_LEVEL_DB).
+# Mixture level range (dBFS RMS) of the validation sets; the training recipes mostly use a
+# wider one (recipes.WIDE_LEVEL_DB).
 LEVEL_DB = (-35.0, -10.0)
 
 

@@ -14,9 +14,8 @@ from .data import LEVEL_DB
 
 # Training mixture levels since 2026-12-02 (sixth session): −60…−5 dBFS RMS instead of the
 # −35…−10 of `data.LEVEL_DB`. Why: the models' inputs are not level-normalised, so they only
-# work at the levels they saw; at −60 dBFS RMS the earlier weights lost 7.5 dB SI-SDR (tiny
-# enhancer) and 30 dB (codec) where they had gained 4.9 and lost 3.8 at −30 (bench table 1c,
-# README). The validation sets stay at −35…−10 (scores comparable with earlier runs); a run
+# work at the levels they saw: at −60 dBFS RMS the earlier weights scored −8.0 dB SI-SDRi
+# (tiny enhancer) and −30 dB (codec), against +5.0 and −3.8 at −30 (bench table 1c, README). The validation sets stay at −35…−10 (scores comparable with earlier runs); a run
 # resumed under the new range logs it as a note. Only the retired `enhancer` (TasNet) and the
 # `codec-gan` experiment keep the old range they were trained on.
 WIDE_LEVEL_DB = (-60.0, -5.0)

@@ -112,6 +112,27 @@ def describe(e: BaseException) -> str:
     return " ".join(msg.split()) or type(e).__name__
 
 
+def _make_parents(folder: str) -> list[str]:
+    """Create `folder` and its missing parents; returns the ones created, deepest first, so a
+    failed input can take back the folders made only for it."""
+    made = []
+    f = os.path.abspath(folder) if folder else ""
+    while f and not os.path.lexists(f):
+        made.append(f)
+        f = os.path.dirname(f)
+    if made:
+        os.makedirs(made[0], exist_ok=True)
+    return made
+
+
+def _remove_if_empty(folders: list[str]) -> None:
+    for f in folders:  # deepest first
+        try:
+            os.rmdir(f)
+        except OSError:
+            return  # not empty (another output is there) or already gone
+
+
 def run_batch(task: str, inputs: Sequence[str | Input], output: Optional[str],
               process: Callable[[Input, list[str], str], dict], *, n_sources: int = 2,
               template: Optional[str] = None, force: bool = False, skip_existing: bool = False,
@@ -144,11 +165,10 @@ def run_batch(task: str, inputs: Sequence[str | Input], output: Optional[str],
         else:
             claimed.update((os.path.realpath(o), inp.display) for o in files)
             t0 = time.perf_counter()
+            made: list[str] = []
             try:
                 for o in files:
-                    parent = os.path.dirname(o)
-                    if parent:
-                        os.makedirs(parent, exist_ok=True)
+                    made += _make_parents(os.path.dirname(o))
                 stats = process(inp, outs, mode)
                 r.seconds = time.perf_counter() - t0
                 r.duration_s = stats.pop("duration_s", None)
@@ -159,6 +179,7 @@ def run_batch(task: str, inputs: Sequence[str | Input], output: Optional[str],
             except KeyboardInterrupt:
                 raise
             except Exception as e:  # one bad file must not stop the batch
+                _remove_if_empty(made)
                 r.status, r.error, r.outputs = "failed", describe(e), []
                 if not user_error(e):
                     r.traceback = traceback.format_exc()

@@ -156,7 +156,7 @@ def test_non_finite_input_is_refused_mid_stream(tmp_path):
     assert all("non-finite sample (NaN or Inf) at 1.875 s" in r.error for r in reps)
     rep = api.run_separate([nan], str(tmp_path / "sep"), FakeSeparator())[0]
     assert rep.status == "failed" and "non-finite" in rep.error
-    assert not list((tmp_path / "out").iterdir()) and not list((tmp_path / "sep").iterdir())
+    assert not (tmp_path / "out").exists() and not (tmp_path / "sep").exists()
 
 
 def test_existing_outputs_force_skip(tmp_path, wav):
@@ -189,9 +189,12 @@ def test_failure_midway_leaves_nothing(tmp_path, wav):
     r = api.run_separate([wav("a.wav")], str(tmp_path / "o"), type("S", (FakeSeparator,), {
         "make_streamer": lambda self, device="cpu": (_ for _ in ()).throw(OSError("disk full"))})())[0]
     assert r.status == "failed" and "disk full" in r.error
-    r = api.run_enhance([wav("a.wav")], str(tmp_path / "o"), Boom())[0]
+    r = api.run_enhance([wav("a.wav")], str(tmp_path / "o" / "deep" / "er"), Boom())[0]
     assert r.status == "failed" and "model exploded" in r.error and r.traceback
-    assert list((tmp_path / "o").iterdir()) == []
+    assert not (tmp_path / "o").exists()  # folders made for the failed output are taken back
+    (tmp_path / "mine").mkdir()  # ... but not one the user already had
+    r = api.run_enhance([wav("a.wav")], str(tmp_path / "mine" / "new"), Boom())[0]
+    assert r.status == "failed" and list((tmp_path / "mine").iterdir()) == []
 
 
 def test_clipping_reported(tmp_path, wav):

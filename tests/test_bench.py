@@ -123,3 +123,34 @@ def test_level_section_scales_the_input_to_each_level(tmp_path, monkeypatch):
     noisy = rows["noisy input (no processing)"]
     assert all(abs(noisy[f"si_sdri {v}"]) < 1e-6 for v in tasks.LEVELS_DB)
     assert {r["status"] for r in res["rows"]} == {"ok"}  # the shipped enhancers ran at every level
+
+
+def test_separation_level_section_runs_both_separators_at_each_level(tmp_path, monkeypatch):
+    """Both shipped separators see each mixture at every level of LEVELS_DB and are scored
+    against the unscaled sources (PIT SI-SDRi ignores the level)."""
+    import json
+
+    import numpy as np
+    import soundfile as sf
+
+    from audioe2e.bench import ours, tasks
+
+    t = np.arange(16000) / 16000
+    for sub in ("input", "s1", "s2"):
+        (tmp_path / sub).mkdir()
+    a = (0.1 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    b = (0.1 * np.sign(np.sin(2 * np.pi * 3 * t)) * np.sin(2 * np.pi * 1300 * t)).astype(np.float32)
+    for name, x in (("s1", a), ("s2", b), ("input", a + b)):
+        sf.write(tmp_path / name / "0.wav", x, 16000, subtype="FLOAT")
+    (tmp_path / "meta.jsonl").write_text(json.dumps({"id": "0", "pair": "FM"}) + "\n")
+    seen = []
+    real = ours.separate
+
+    def probe(model, x):
+        seen.append(20 * np.log10(np.sqrt(np.mean(x ** 2))))
+        return real(model, x)
+    monkeypatch.setattr(ours, "separate", probe)
+    res = tasks.separate_levels(tmp_path, log=lambda m: None)
+    np.testing.assert_allclose(seen, np.tile(tasks.LEVELS_DB, 2), atol=1e-3)
+    assert [r["status"] for r in res["rows"]] == ["ok", "ok"] and res["n"] == 1
+    assert all(np.isfinite(r[f"si_sdri {v}"]) for r in res["rows"] for v in tasks.LEVELS_DB)

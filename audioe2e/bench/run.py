@@ -9,9 +9,9 @@ Flags: `--quick` skips the 10-minute speed runs; `--dnsmos` adds DNSMOS OVRL (sl
 start-up, then 2–4 s per clip and system on one busy core; `--dnsmos-systems A,B` limits it to
 systems whose name contains A or B); `--limit N` uses the first N clips of each set;
 `--codec-clips N` clips per codec condition (default 24; 0 = all); `--jobs N` computes the
-metrics in N processes; `--sections` picks any of enhance,levels,separate,codec,speed
-(levels: the enhancement clips at input levels from −60 to −20 dBFS). On 2 cores
-without DNSMOS and with --quick, expect ~10 min for the 48-clip sets.
+metrics in N processes; `--sections` picks any of enhance,levels,separate,separate-levels,codec,speed
+(levels / separate-levels: the enhancement clips / separation mixtures at input levels from −60
+to −20 dBFS). On 2 cores without DNSMOS and with --quick, expect ~10 min for the 48-clip sets.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from pathlib import Path
 from . import tasks
 from .tables import COLUMNS, md_table
 
-SECTIONS = ("enhance", "levels", "separate", "codec", "speed")
+SECTIONS = ("enhance", "levels", "separate", "separate-levels", "codec", "speed")
 
 
 def log(msg: str) -> None:
@@ -61,14 +61,14 @@ def _enhance_md(res: dict) -> str:
     return out
 
 
-def _levels_md(res: dict) -> str:
+def _levels_md(res: dict, keys=(("pesq_wb", "PESQ-WB"), ("si_sdri", "SI-SDRi (dB)")),
+               title="1c. Enhancement by input level (mixture RMS)", what="clips") -> str:
     out = ""
-    for key, title in (("pesq_wb", "PESQ-WB"), ("si_sdri", "SI-SDRi (dB)")):
+    for key, name in keys:
         cols = [f"{key} {v}" for v in res["levels"]]
         for c, v in zip(cols, res["levels"]):
             COLUMNS.setdefault(c, (f"{v} dBFS", 2))
-        out += md_table(res["rows"], cols, title=f"1c. Enhancement by input level (mixture RMS): {title}, "
-                                                 f"{res['n']} clips") + "\n"
+        out += md_table(res["rows"], cols, title=f"{title}: {name}, {res['n']} {what}") + "\n"
     return out
 
 
@@ -149,6 +149,10 @@ def main(argv=None) -> int:
             elif s == "levels":
                 res[s] = tasks.levels(valset(vroot, a.corpus, "enhance"), a.limit, log, a.jobs)
                 md.append(_levels_md(res[s]))
+            elif s == "separate-levels":
+                res[s] = tasks.separate_levels(valset(vroot, a.corpus, "separate"), a.limit, log, a.jobs)
+                md.append(_levels_md(res[s], (("si_sdri", "SI-SDRi (dB)"),),
+                                     "2b. Separation by input level (mixture RMS)", "mixtures"))
             elif s == "separate":
                 res[s] = tasks.separate(valset(vroot, a.corpus, "separate"), a.limit, log, a.jobs)
                 md.append(_separate_md(res[s]))

@@ -157,6 +157,25 @@ def levels(d: Path, limit=None, log=print, jobs=1) -> dict:
     items = load_items(d, ("input", "target"), limit)
     systems = _enhance_systems() + [("audioe2e codec 3 kbit/s (decoded)", _ours_codec_at(3.0))]
     log(f"input levels: {len(items)} clips at {', '.join(f'{v:g}' for v in LEVELS_DB)} dBFS")
+    items = [with_mets([it], "", ["pesq_wb", "si_sdri"])[0] for it in items]
+    return {"n": len(items), "levels": list(LEVELS_DB),
+            "rows": _by_level(items, systems, eval_enhance, ("pesq_wb", "si_sdri"), log, jobs)}
+
+
+def separate_levels(d: Path, limit=None, log=print, jobs=1) -> dict:
+    """The separation mixtures at each mixture RMS in `LEVELS_DB`, for the same reason as
+    `levels`: SI-SDRi of both separators (the fixed-STFT twin was trained at −35…−10 only)."""
+    items = load_items(d, ("input", "s1", "s2"), limit)
+    systems = [("audioe2e separator (learned front-end)", _model("separator", ours.separate)),
+               ("audioe2e separator-stft (fixed STFT twin)", _model("separator-stft", ours.separate))]
+    log(f"separation input levels: {len(items)} mixtures at {', '.join(f'{v:g}' for v in LEVELS_DB)} dBFS")
+    return {"n": len(items), "levels": list(LEVELS_DB),
+            "rows": _by_level(items, systems, eval_separate, ("si_sdri",), log, jobs)}
+
+
+def _by_level(items: list[dict], systems: list, evaluate: Callable, keys: tuple[str, ...], log, jobs) -> list[dict]:
+    """One row per system: `keys` at every level of `LEVELS_DB`, the input scaled to that
+    mixture RMS (references untouched: every metric here ignores the output's level)."""
     scaled = {level: [dict(it, input=(it["input"] * (10 ** (level / 20) / (rms(it["input"]) + 1e-12)))
                            .astype(np.float32)) for it in items] for level in LEVELS_DB}
     rows = []
@@ -164,14 +183,13 @@ def levels(d: Path, limit=None, log=print, jobs=1) -> dict:
         setup_once = functools.cache(setup)  # one model load for all levels
         row: dict = {"system": name, "status": "ok"}
         for level in LEVELS_DB:
-            r = run_system(f"{name} at {level} dBFS", setup_once, with_mets(scaled[level], name, ["pesq_wb", "si_sdri"]),
-                           eval_enhance, log, jobs)
+            r = run_system(f"{name} at {level} dBFS", setup_once, scaled[level], evaluate, log, jobs)
             if r["status"] != "ok":
                 row = {"system": name, "status": r["status"]}
                 break
-            row[f"pesq_wb {level}"], row[f"si_sdri {level}"] = r["pesq_wb"], r["si_sdri"]
+            row.update({f"{k} {level}": r[k] for k in keys})
         rows.append(row)
-    return {"n": len(items), "levels": list(LEVELS_DB), "rows": rows}
+    return rows
 
 
 # ----------------------------------------------------------------------------- separation

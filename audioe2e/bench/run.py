@@ -172,6 +172,14 @@ def main(argv=None) -> int:
             md.append(f"### {s}\n\n{msg}\n")
         res.setdefault("timing_s", {})[s] = round(time.perf_counter() - ts, 1)
     res["meta"]["total_s"] = round(time.perf_counter() - t0, 1)
+    # Which clips and which weights: valsets are rebuilt per machine and may differ (Kokoro's
+    # ONNX output depends on the CPU), and AUDIOE2E_MODELS can point the bench at other weights.
+    from ..registry import models_dir
+    from ..train.valsets import folder_id
+    ids = {t: folder_id(vroot / t) for t in ("enhance", "separate") if folder_id(vroot / t)}
+    res["meta"].update(valset_ids=ids, models=str(models_dir()))
+    md[0] += (f"valset fingerprints: {', '.join(f'{t} {i}' for t, i in ids.items()) or 'none'}; "
+              f"models {models_dir()}\n")
     import resource
     cpu = sum(getattr(resource.getrusage(w), f) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
               for f in ("ru_utime", "ru_stime"))

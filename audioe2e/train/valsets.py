@@ -73,6 +73,11 @@ def load_valset(corpus_root: str | Path, task: str):
 
 def valset_id(corpus_root: str | Path, task: str) -> str:
     """Fingerprint of a valset (its meta file), so a rewritten valset is noticed."""
+    return folder_id(valset_dir(corpus_root, task))
+
+
+def folder_id(d: str | Path) -> str:
+    """The fingerprint of the valset in folder `d` ("" when it has none)."""
     import hashlib
-    meta = valset_dir(corpus_root, task) / "meta.jsonl"
+    meta = Path(d) / "meta.jsonl"
     return hashlib.sha256(meta.read_bytes()).hexdigest()[:16] if meta.is_file() else ""

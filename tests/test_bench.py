@@ -154,3 +154,26 @@ def test_separation_level_section_runs_both_separators_at_each_level(tmp_path, m
     np.testing.assert_allclose(seen, np.tile(tasks.LEVELS_DB, 2), atol=1e-3)
     assert [r["status"] for r in res["rows"]] == ["ok", "ok"] and res["n"] == 1
     assert all(np.isfinite(r[f"si_sdri {v}"]) for r in res["rows"] for v in tasks.LEVELS_DB)
+
+
+def test_results_name_the_valsets_and_models_they_measured(tmp_path, monkeypatch):
+    """Valsets are rebuilt per machine and AUDIOE2E_MODELS can swap the weights, so a results
+    file must say which valset (fingerprint of its meta file) and which models folder it used."""
+    import hashlib
+    import json
+
+    from audioe2e.bench import run
+
+    meta = tmp_path / "valsets" / "enhance" / "meta.jsonl"
+    meta.parent.mkdir(parents=True)
+    meta.write_text('{"id": "0"}\n')
+    monkeypatch.setenv("AUDIOE2E_MODELS", str(tmp_path / "weights"))
+    # No separate valset and an empty corpus: the section is skipped, the header still written.
+    run.main(["--out", str(tmp_path / "out"), "--valsets", str(tmp_path / "valsets"),
+              "--corpus", str(tmp_path / "corpus"), "--sections", "separate"])
+    want = hashlib.sha256(meta.read_bytes()).hexdigest()[:16]
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert res["meta"]["valset_ids"] == {"enhance": want}
+    assert res["meta"]["models"] == str(tmp_path / "weights")
+    head = (tmp_path / "out" / "results.md").read_text().splitlines()[3]
+    assert head == f"valset fingerprints: enhance {want}; models {tmp_path / 'weights'}"

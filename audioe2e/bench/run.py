@@ -176,10 +176,10 @@ def main(argv=None) -> int:
     # ONNX output depends on the CPU), and AUDIOE2E_MODELS can point the bench at other weights.
     from ..registry import models_dir
     from ..train.valsets import folder_id
-    ids = {t: folder_id(vroot / t) for t in ("enhance", "separate") if folder_id(vroot / t)}
+    ids = {t: i for t in ("enhance", "separate") if (i := folder_id(vroot / t))}
     res["meta"].update(valset_ids=ids, models=str(models_dir()))
     md[0] += (f"valset fingerprints: {', '.join(f'{t} {i}' for t, i in ids.items()) or 'none'}; "
-              f"models {models_dir()}\n")
+              f"models {res['meta']['models']}\n")
     import resource
     cpu = sum(getattr(resource.getrusage(w), f) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
               for f in ("ru_utime", "ru_stime"))

@@ -167,13 +167,31 @@ def test_results_name_the_valsets_and_models_they_measured(tmp_path, monkeypatch
     meta = tmp_path / "valsets" / "enhance" / "meta.jsonl"
     meta.parent.mkdir(parents=True)
     meta.write_text('{"id": "0"}\n')
+    (meta.parent / "clip.wav").write_bytes(b"RIFF-not-really-audio")
     monkeypatch.setenv("AUDIOE2E_MODELS", str(tmp_path / "weights"))
     # No separate valset and an empty corpus: the section is skipped, the header still written.
     run.main(["--out", str(tmp_path / "out"), "--valsets", str(tmp_path / "valsets"),
               "--corpus", str(tmp_path / "corpus"), "--sections", "separate"])
     want = hashlib.sha256(meta.read_bytes()).hexdigest()[:16]
     res = json.loads((tmp_path / "out" / "results.json").read_text())
+    audio = hashlib.sha256(b"clip.wav\0RIFF-not-really-audio").hexdigest()[:16]
     assert res["meta"]["valset_ids"] == {"enhance": want}
+    assert res["meta"]["valset_audio_ids"] == {"enhance": audio}
     assert res["meta"]["models"] == str(tmp_path / "weights")
     head = (tmp_path / "out" / "results.md").read_text().splitlines()[3]
-    assert head == f"valset fingerprints: enhance {want}; models {tmp_path / 'weights'}"
+    assert head == f"valset fingerprints (meta/audio): enhance {want}/{audio}; models {tmp_path / 'weights'}"
+
+
+def test_valset_audio_fingerprint_changes_with_the_audio_not_the_meta(tmp_path):
+    """Two machines can write the same meta file with different audio (the separation valset's
+    meta holds no audio-derived field); the audio fingerprint must tell them apart."""
+    from audioe2e.train.valsets import audio_id, folder_id
+
+    d = tmp_path / "v"
+    (d / "s1").mkdir(parents=True)
+    (d / "meta.jsonl").write_text('{"id": "0"}\n')
+    assert audio_id(d) == ""
+    (d / "s1" / "0.wav").write_bytes(b"a" * 10)
+    first, meta_first = audio_id(d), folder_id(d)
+    (d / "s1" / "0.wav").write_bytes(b"a" * 9 + b"b")
+    assert audio_id(d) != first and folder_id(d) == meta_first

@@ -175,11 +175,12 @@ def main(argv=None) -> int:
     # Which clips and which weights: valsets are rebuilt per machine and may differ (Kokoro's
     # ONNX output depends on the CPU), and AUDIOE2E_MODELS can point the bench at other weights.
     from ..registry import models_dir
-    from ..train.valsets import folder_id
+    from ..train.valsets import audio_id, folder_id
     ids = {t: i for t in ("enhance", "separate") if (i := folder_id(vroot / t))}
-    res["meta"].update(valset_ids=ids, models=str(models_dir()))
-    md[0] += (f"valset fingerprints: {', '.join(f'{t} {i}' for t, i in ids.items()) or 'none'}; "
-              f"models {res['meta']['models']}\n")
+    audio = {t: audio_id(vroot / t) for t in ids}
+    res["meta"].update(valset_ids=ids, valset_audio_ids=audio, models=str(models_dir()))
+    named = ", ".join(f"{t} {i}/{audio[t] or '-'}" for t, i in ids.items()) or "none"
+    md[0] += f"valset fingerprints (meta/audio): {named}; models {res['meta']['models']}\n"
     import resource
     cpu = sum(getattr(resource.getrusage(w), f) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
               for f in ("ru_utime", "ru_stime"))

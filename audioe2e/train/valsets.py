@@ -81,3 +81,20 @@ def folder_id(d: str | Path) -> str:
     import hashlib
     meta = Path(d) / "meta.jsonl"
     return hashlib.sha256(meta.read_bytes()).hexdigest()[:16] if meta.is_file() else ""
+
+
+def audio_id(d: str | Path) -> str:
+    """The fingerprint of the audio in valset folder `d` ("" when it has no WAV files).
+
+    folder_id hashes only the meta file, which for a separation valset names the clips but
+    holds nothing computed from them, so two machines can share it with different audio. The
+    bench records this one too; training logs keep folder_id so their history stays comparable."""
+    import hashlib
+    h, n = hashlib.sha256(), 0
+    for f in sorted(Path(d).rglob("*.wav")):
+        h.update(f.relative_to(d).as_posix().encode() + b"\0")
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        n += 1
+    return h.hexdigest()[:16] if n else ""

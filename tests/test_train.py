@@ -385,3 +385,50 @@ def test_warmup_ramps_the_learning_rate_and_resumes_mid_ramp(corpus, tmp_path):
         assert torch.allclose(a[k], b[k], atol=1e-6), k
     notes = [json.loads(l).get("note", "") for l in (tmp_path / "straight" / "log.jsonl").read_text().splitlines()]
     assert any(n.startswith("learning rate warm-up over steps 0-4") for n in notes)
+
+
+def test_weight_average_is_the_exponential_average_of_the_steps():
+    """After steps w1, w2 from w0 with decay d: ema = d²·w0 + d(1−d)·w1 + (1−d)·w2."""
+    from audioe2e.train.ema import WeightAverage
+
+    lin = torch.nn.Linear(2, 1, bias=False)
+    ws = [torch.tensor([[1.0, 2.0]]), torch.tensor([[3.0, -1.0]]), torch.tensor([[0.0, 4.0]])]
+    with torch.no_grad():
+        lin.weight.copy_(ws[0])
+    avg = WeightAverage(lin, 0.9)
+    for w in ws[1:]:
+        with torch.no_grad():
+            lin.weight.copy_(w)
+        avg.update(lin)
+    want = 0.81 * ws[0] + 0.09 * ws[1] + 0.1 * ws[2]
+    assert torch.allclose(avg.model.weight, want)
+    assert torch.equal(lin.weight, ws[2])  # the training weights are left alone
+    with pytest.raises(ValueError):
+        WeightAverage(lin, 1.0)
+
+
+def test_ema_resumes_to_the_same_state_and_best_names_its_weights(corpus, tmp_path):
+    """--ema: the average is saved in the checkpoint and a resumed run ends where an
+    uninterrupted one does; validation logs both scores and the best file says which won."""
+    recipe = get_recipe("enhancer-tiny")
+    kw = dict(batch=2, seconds=0.5, val_every=1000, log_every=1, ema=0.5)
+    torch.manual_seed(0)
+    train(recipe, corpus, tmp_path / "straight", steps=4, **kw)
+    torch.manual_seed(0)
+    train(recipe, corpus, tmp_path / "split", steps=2, **kw)
+    train(recipe, corpus, tmp_path / "split", steps=4, resume=True, **kw)
+    a, _, meta = load_weights(tmp_path / "straight" / "last.safetensors")
+    b = load_weights(tmp_path / "split" / "last.safetensors")[0]
+    assert meta["ema"] == 0.5 and any(k.startswith("ema.") for k in a)
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-6), k
+    pairs = [(v, a["ema." + k[6:]]) for k, v in a.items() if k.startswith("model.")]
+    assert pairs and any(not torch.equal(m, e) for m, e in pairs)  # the average lags the weights
+    log = [json.loads(l) for l in (tmp_path / "straight" / "log.jsonl").read_text().splitlines()]
+    vals = [r for r in log if "val" in r]
+    assert len(vals) == 1 and all("val_ema" in r for r in vals)
+    assert any(r.get("note", "").startswith("EMA of the weights (decay 0.5) from step 0") for r in log)
+    best_meta = load_weights(tmp_path / "straight" / "best.safetensors")[2]
+    assert best_meta["weights"] in ("raw", "ema")
+    want = max(vals, key=lambda r: max(r["val"]["score"], r["val_ema"]["score"]))
+    assert best_meta["step"] == want["step"]

@@ -27,6 +27,8 @@ def run_cmd(
                                              "(tensors whose name and shape match)"),
     warmup: int = typer.Option(0, help="ramp the learning rate up linearly over the run's first "
                                "STEPS steps (for warm starts that add zero-initialised layers)"),
+    ema: float = typer.Option(0.0, help="also keep an exponential moving average of the weights "
+                              "with this decay (e.g. 0.999), scored beside them at each validation"),
 ):
     """Train (or continue) a recipe. Under `torchrun --nproc_per_node N` it runs DDP."""
     import torch
@@ -36,6 +38,9 @@ def run_cmd(
 
     if threads:
         torch.set_num_threads(threads)
+    if ema and not 0.0 < ema < 1.0:
+        typer.echo(f"error: --ema must be a decay between 0 and 1, got {ema:g}", err=True)
+        raise typer.Exit(2)
     if warmup < 0:
         typer.echo(f"error: --warmup must be 0 or more steps, got {warmup}", err=True)
         raise typer.Exit(2)
@@ -50,7 +55,7 @@ def run_cmd(
     try:
         best = train(rec, corpus, run, steps, resume=resume, device=device,
                      ckpt_minutes=ckpt_minutes, val_every=val_every, batch=batch, seconds=seconds,
-                     lr=lr, seed=seed, init_from=init_from, warmup=warmup)
+                     lr=lr, seed=seed, init_from=init_from, warmup=warmup, ema=ema)
     except (WarmStartError, FileNotFoundError, FileExistsError) as e:  # bad --init-from / --run
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2)

@@ -159,7 +159,7 @@ class _ModelWithLoss(torch.nn.Module):
 def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = False,
           device: str = "cpu", ckpt_minutes: float = 5.0, val_every: int = 500, log_every: int = 25,
           batch: int | None = None, seconds: float | None = None, lr: float | None = None, seed: int = 0,
-          init_from: Path | None = None, warmup: int = 0):
+          init_from: Path | None = None, warmup: int = 0, ema: float = 0.0):
     """Train `recipe` to `steps` steps in `run` (see the CLI for the options).
 
     `warmup` ramps the learning rate from ~0 to its value over steps 0..warmup−1. Why: Adam's
@@ -167,8 +167,12 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
     so a zero-initialised head added to a trained model (the deep filter) moves all its
     weights together at once and its output jumps (measured on the deep filter from
     enhancer-gru step 9,835 at 1e-4: training loss 0.9 dB worse than the parent's on the same
-    first 50 batches without warm-up, level with it with a 1,000-step warm-up)."""
+    first 50 batches without warm-up, level with it with a 1,000-step warm-up).
+
+    `ema` > 0 keeps an exponential moving average of the weights with that decay (see ema.py);
+    validation then scores both and the best checkpoint is whichever of the two is better."""
     from .data import LEVEL_DB, Corpus, Mixer, batch as make_batch
+    from .ema import WeightAverage
     from .valsets import load_valset, valset_id
 
     rank, world = _dist()
@@ -184,7 +188,9 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
         adv = Adversarial(**recipe.adversarial, sample_rate=model.sample_rate, device=dev)
     step, elapsed, best, meta_val_id, warm, lr_note, loss_note = 0, 0.0, None, None, None, None, None
     level_note = None
-    adv_note = world_note = None
+    adv_note = world_note = ema_note = None
+    ema_state: dict = {}
+    ema_before = 0.0
     last = run / "last.safetensors"
     base_lr = opt.param_groups[0]["lr"]  # the run's rate; during --warmup the optimiser holds a fraction of it
     if resume and last.is_file():
@@ -199,6 +205,7 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
                 adv.start = step
                 adv_note = f"adversarial training from step {step}: {recipe.adversarial}"
         meta_val_id = meta.get("val_id", "")
+        ema_state, ema_before = WeightAverage.from_checkpoint(state), meta.get("ema", 0.0)
         base_lr = meta.get("lr_base", opt.param_groups[0]["lr"])
         if lr and lr != base_lr:
             lr_note = f"learning rate {base_lr:g} -> {lr:g} from step {step}"
@@ -223,6 +230,16 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
         warm = f"warm start from {init_from}: {len(warm_start(model, init_from))}/{len(model.state_dict())} tensors"
     if adv is not None and not adv_note and step == 0:
         adv_note = f"adversarial training from step 0: {recipe.adversarial}"
+    average = None
+    if ema and rank == 0:  # every rank holds the same weights; only rank 0 validates and saves
+        keep = ema_state if ema_state and ema_before else None
+        average = WeightAverage(model, ema, keep)
+        if keep is None:
+            ema_note = f"EMA of the weights (decay {ema:g}) from step {step}: scored beside the raw weights"
+        elif ema_before != ema:
+            ema_note = f"EMA decay {ema_before:g} -> {ema:g} from step {step}"
+    elif ema_before and not ema:
+        ema_note = f"EMA of the weights dropped from step {step}"
     run.mkdir(parents=True, exist_ok=True)
     net = _ModelWithLoss(model, loss_for(recipe, model))
     if world > 1:
@@ -244,6 +261,9 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
         meta = {"step": step, "elapsed": elapsed, "best": best, "optim": scalars, "recipe": recipe.name,
                 "batch": batch, "seconds": seconds, "world": world, "val_id": val_id, "lr_base": base_lr,
                 "loss": recipe.extra, "level_db": list(recipe.level_db)}
+        if average is not None:
+            tensors.update(average.state_tensors())
+            meta["ema"] = average.decay
         if adv is not None:
             dtensors, dscalars = adv.state_tensors()
             tensors.update(dtensors)
@@ -256,7 +276,7 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
         log.flush()
         print(json.dumps(rec), flush=True)
 
-    for note in (warm, lr_note, loss_note, level_note, world_note, adv_note):
+    for note in (warm, lr_note, loss_note, level_note, world_note, adv_note, ema_note):
         if note and rank == 0:
             emit({"note": note})
     if valset_changed and rank == 0:  # export starts the card's validation history after this note
@@ -283,6 +303,8 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         if torch.isfinite(gnorm):
             opt.step()
+            if average is not None:
+                average.update(model)
         if adv is not None:  # on this step's (detached) output, once the generator has stepped
             adv.discriminator_step(est, y, step)
         step += 1
@@ -295,15 +317,22 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
                 running = []
             if step % val_every == 0 or step == steps:
                 metrics = evaluate(model, recipe.task, val)
-                emit({"val": metrics})
+                candidates = [(metrics, model, "raw")]
+                if average is not None:
+                    candidates.append((evaluate(average.model, recipe.task, val), average.model, "ema"))
+                    emit({"val": metrics, "val_ema": candidates[1][0]})
+                else:
+                    emit({"val": metrics})
+                metrics, chosen, kind = max(candidates, key=lambda c: c[0]["score"])
                 if best is not None and _score_kind(best, recipe.task) != metrics["score_kind"]:
                     emit({"note": f"best checkpoint now chosen by {metrics['score_kind']} "
                                   f"(was {_score_kind(best, recipe.task)}): best reset"})
                     best = None
                 if best is None or metrics["score"] > best.get("score", best["si_sdr"]):
-                    best = dict(metrics, step=step)
-                    save_weights(run / "best.safetensors", model.state_dict(), model.config_dict(),
-                                 {"step": step, "elapsed": elapsed, "val": metrics, "recipe": recipe.name})
+                    best = dict(metrics, step=step, weights=kind)
+                    save_weights(run / "best.safetensors", chosen.state_dict(), model.config_dict(),
+                                 {"step": step, "elapsed": elapsed, "val": metrics, "recipe": recipe.name,
+                                  "weights": kind})
                 save()
                 last_ckpt = time.time()
             elif time.time() - last_ckpt > ckpt_minutes * 60:

@@ -429,6 +429,29 @@ def test_ema_resumes_to_the_same_state_and_best_names_its_weights(corpus, tmp_pa
     assert len(vals) == 1 and all("val_ema" in r for r in vals)
     assert any(r.get("note", "").startswith("EMA of the weights (decay 0.5) from step 0") for r in log)
     best_meta = load_weights(tmp_path / "straight" / "best.safetensors")[2]
-    assert best_meta["weights"] in ("raw", "ema")
     want = max(vals, key=lambda r: max(r["val"]["score"], r["val_ema"]["score"]))
     assert best_meta["step"] == want["step"]
+    assert best_meta["weights"] == ("ema" if want["val_ema"]["score"] > want["val"]["score"] else "raw")
+
+
+def test_export_of_the_moving_average_ships_it_with_its_scores(corpus, tmp_path):
+    """`train export --which ema` ships the average kept in last.safetensors, and the card
+    names it and carries the scores the log gave it; a run without --ema is refused."""
+    from audioe2e.train.export import export_run
+
+    recipe = get_recipe("enhancer-tiny")
+    kw = dict(batch=2, seconds=0.5, val_every=1000, log_every=1)
+    train(recipe, corpus, tmp_path / "r", steps=2, ema=0.5, **kw)
+    card = export_run(tmp_path / "r", "enhancer-tiny", tmp_path / "models", None, "ema")
+    ckpt = load_weights(tmp_path / "r" / "last.safetensors")[0]
+    shipped, _, meta = load_weights(tmp_path / "models" / "enhancer-tiny.safetensors")
+    assert shipped.keys() == {k[4:] for k in ckpt if k.startswith("ema.")}
+    assert all(torch.equal(v, ckpt["ema." + k]) for k, v in shipped.items())
+    val_ema = [json.loads(l) for l in (tmp_path / "r" / "log.jsonl").read_text().splitlines()
+               if '"val_ema"' in l][-1]["val_ema"]
+    assert meta["weights"] == card["weights"] == "ema" and card["step"] == 2
+    assert card["metrics"]["val_si_sdr"] == round(val_ema["si_sdr"], 3)
+    assert "the moving average of the weights" in (tmp_path / "models" / "enhancer-tiny.md").read_text()
+    train(recipe, corpus, tmp_path / "plain", steps=1, **kw)
+    with pytest.raises(ValueError, match="without --ema"):
+        export_run(tmp_path / "plain", "enhancer-tiny", tmp_path / "models", None, "ema")

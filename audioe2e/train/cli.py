@@ -65,7 +65,7 @@ def run_cmd(
 @app.command("export")
 def export_cmd(run: Path = typer.Option(...), name: str = typer.Option(..., help="model name, e.g. enhancer-tiny"),
                models: Path = typer.Option(Path("models")), corpus: Optional[Path] = typer.Option(Path("corpus")),
-               which: str = typer.Option("best", help="best | last")):
+               which: str = typer.Option("best", help="best | last | ema (the moving average in last.safetensors, from --ema)")):
     """Copy a run's weights into MODELS with a model card and sha256 manifest entry."""
     from .export import export_run
 

@@ -19,8 +19,12 @@ def export_run(run: Path, name: str, models_dir: Path, corpus: Path | None = Non
     tasks = {**MODEL_NAMES, **TWIN_NAMES}
     if name not in tasks:
         raise ValueError(f"unknown model name '{name}' (known: {', '.join(tasks)})")
-    state, config, meta = load_weights(run / f"{which}.safetensors")
-    state = model_tensors(state)
+    log = [json.loads(l) for l in (run / "log.jsonl").read_text().splitlines() if l.strip()]
+    if which == "ema":
+        state, config, meta = _moving_average(run, log)
+    else:
+        state, config, meta = load_weights(run / f"{which}.safetensors")
+        state = model_tensors(state)
     model = build_model(config)
     model.load_state_dict(state)
     if config.get("arch") == "codec":
@@ -37,7 +41,6 @@ def export_run(run: Path, name: str, models_dir: Path, corpus: Path | None = Non
     models_dir.mkdir(parents=True, exist_ok=True)
     path = models_dir / f"{name}.safetensors"
     sha = save_weights(path, model.state_dict(), config, out_meta)
-    log = [json.loads(l) for l in (run / "log.jsonl").read_text().splitlines() if l.strip()]
     # A {"note": "...valsets rewritten..."} line marks a change of valset: history starts after it.
     notes = [i for i, r in enumerate(log) if "valset" in r.get("note", "")]
     vals = [r for r in log[(notes[-1] + 1 if notes else 0):] if "val" in r]
@@ -68,6 +71,19 @@ def export_run(run: Path, name: str, models_dir: Path, corpus: Path | None = Non
     return card
 
 
+def _moving_average(run: Path, log: list[dict]) -> tuple[dict, dict, dict]:
+    """The moving average kept in RUN/last.safetensors (`--ema`) as exported weights, with the
+    validation scores the log gave it at that step (none when the run stopped between checks)."""
+    from .ema import WeightAverage
+    state, config, meta = load_weights(run / "last.safetensors")
+    avg = WeightAverage.from_checkpoint(state)
+    if not avg:
+        raise ValueError(f"{run}/last.safetensors holds no moving average (the run was trained without --ema)")
+    val = next((r["val_ema"] for r in reversed(log) if "val_ema" in r and r.get("step") == meta["step"]), None)
+    return avg, config, {"step": meta["step"], "elapsed": meta["elapsed"], "recipe": meta.get("recipe"),
+                         "val": val, "weights": "ema"}
+
+
 def card_markdown(card: dict, notes: str = "") -> str:
     """The human-readable model card, generated from the same numbers as the JSON card.
     `notes`: the hand-kept section (`models/<name>.notes.md`: bench tables with the command
@@ -87,8 +103,8 @@ def card_markdown(card: dict, notes: str = "") -> str:
     for r in card.get("val_history", []):
         mr = f"{r['mrstft']:.3f}" if "mrstft" in r else "–"
         pq = f"{r['pesq_wb']:.2f}" if "pesq_wb" in r else "–"
-        e = r.get("ema")
-        em = f"{e['si_sdr']:.2f} / {e['pesq_wb']:.2f}" if e and "pesq_wb" in e else f"{e['si_sdr']:.2f}" if e else "–"
+        e = r.get("ema") or {}
+        em = " / ".join(f"{e[k]:.2f}" for k in ("si_sdr", "pesq_wb") if k in e) or "–"
         lines.append(f"| {r['step']} | {r['si_sdr']:.2f} | {r['si_sdri']:.2f} | {mr} | {pq} | {em} |")
     if card.get("training_notes"):
         lines += ["", "Training log notes (in order):", ""] + [f"- {n}" for n in card["training_notes"]]

@@ -232,7 +232,7 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
         adv_note = f"adversarial training from step 0: {recipe.adversarial}"
     average = None
     if ema and rank == 0:  # every rank holds the same weights; only rank 0 validates and saves
-        keep = ema_state if ema_state and ema_before else None
+        keep = ema_state or None
         average = WeightAverage(model, ema, keep)
         if keep is None:
             ema_note = f"EMA of the weights (decay {ema:g}) from step {step}: scored beside the raw weights"

@@ -272,6 +272,8 @@ _forward("train", "audioe2e.train.cli", "Train the models (see `audioe2e train -
 
 
 def main():
+    from .allocator import keep_freed_memory
+    keep_freed_memory()
     try:
         app()
     except KeyboardInterrupt:

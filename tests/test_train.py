@@ -455,3 +455,53 @@ def test_export_of_the_moving_average_ships_it_with_its_scores(corpus, tmp_path)
     train(recipe, corpus, tmp_path / "plain", steps=1, **kw)
     with pytest.raises(ValueError, match="without --ema"):
         export_run(tmp_path / "plain", "enhancer-tiny", tmp_path / "models", None, "ema")
+
+
+def test_speed_perturbation_follows_the_range_asked(corpus):
+    """`Mixer(speed=…)`: a fixed factor of 0.8 lowers a harmonic voice's pitch by 20 %; the
+    default range never goes below 0.9."""
+    def f0(x):  # from the autocorrelation's strongest lag of 2.5–16 ms (60–400 Hz)
+        ac = np.correlate(x, x, "full")[len(x) - 1:]
+        lo, hi = 40, 267
+        return 16000 / (lo + ac[lo:hi].argmax())
+
+    corp = Corpus(corpus, "train")
+    plain = Mixer(corp, 0.5, speed=(1.0, 1.0))
+    slow = Mixer(corp, 0.5, speed=(0.8, 0.8))
+    ratios = []
+    for seed in range(4):  # rng draws are the same in both, so the same speaker and crop
+        a = plain.speech(np.random.default_rng(seed), "train0")
+        b = slow.speech(np.random.default_rng(seed), "train0")
+        ratios.append(f0(b) / f0(a))
+    assert all(abs(r - 0.8) < 0.02 or r == 1.0 for r in ratios)  # half are left unperturbed
+    assert 0.8 in np.round(ratios, 1) and 1.0 in ratios
+    assert Mixer(corp, 0.5).speed == (0.9, 1.1)
+
+
+def test_a_run_keeps_its_speed_range_and_notes_a_change(corpus, tmp_path):
+    """`--speed` is saved with the run: a resume without it keeps it (no note), a new range is
+    noted once; a run from before the field is read as the old default."""
+    recipe = get_recipe("enhancer-tiny")
+    kw = dict(batch=2, seconds=0.5, val_every=1000, log_every=1)
+    run = tmp_path / "r"
+    train(recipe, corpus, run, steps=1, speed=(0.8, 1.25), **kw)
+    assert load_weights(run / "last.safetensors")[2]["speed"] == [0.8, 1.25]
+    train(recipe, corpus, run, steps=2, resume=True, **kw)
+    assert load_weights(run / "last.safetensors")[2]["speed"] == [0.8, 1.25]
+    train(recipe, corpus, run, steps=3, resume=True, speed=(0.9, 1.1), **kw)
+    notes = [json.loads(l).get("note", "") for l in (run / "log.jsonl").read_text().splitlines()]
+    assert [n for n in notes if n.startswith("speed perturbation")] == [
+        "speed perturbation 0.8…1.25 from step 0", "speed perturbation 0.8…1.25 -> 0.9…1.1 from step 2"]
+
+
+def test_train_cli_rejects_a_bad_speed_range(tmp_path):
+    import subprocess
+    import sys
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "manifest.jsonl").write_text("{}\n")
+    for bad in ("1.2,0.8", "fast", "0.9"):
+        p = subprocess.run([sys.executable, "-m", "audioe2e", "train", "run", "enhancer-tiny", "--corpus",
+                            str(tmp_path / "corpus"), "--run", str(tmp_path / "run"), "--speed", bad],
+                           capture_output=True, text=True, timeout=120)
+        assert p.returncode == 2 and p.stderr.strip().startswith("error: --speed must be LOW,HIGH"), p.stderr
+        assert not (tmp_path / "run").exists()

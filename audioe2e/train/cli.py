@@ -29,6 +29,8 @@ def run_cmd(
                                "STEPS steps (for warm starts that add zero-initialised layers)"),
     ema: float = typer.Option(0.0, help="also keep an exponential moving average of the weights "
                               "with this decay (e.g. 0.999), scored beside them at each validation"),
+    speed: Optional[str] = typer.Option(None, help="speed-perturbation range LOW,HIGH (default 0.9,1.1, "
+                                        "or what a resumed run was saved with); e.g. 0.8,1.25 for more voices"),
 ):
     """Train (or continue) a recipe. Under `torchrun --nproc_per_node N` it runs DDP."""
     import torch
@@ -41,6 +43,15 @@ def run_cmd(
     if ema and not 0.0 < ema < 1.0:
         typer.echo(f"error: --ema must be a decay between 0 and 1, got {ema:g}", err=True)
         raise typer.Exit(2)
+    speed_range = None
+    if speed is not None:
+        try:
+            speed_range = tuple(float(v) for v in speed.split(","))
+        except ValueError:
+            speed_range = ()
+        if len(speed_range) != 2 or not 0.5 <= speed_range[0] <= speed_range[1] <= 2.0:
+            typer.echo(f"error: --speed must be LOW,HIGH with 0.5 ≤ LOW ≤ HIGH ≤ 2, got {speed!r}", err=True)
+            raise typer.Exit(2)
     if warmup < 0:
         typer.echo(f"error: --warmup must be 0 or more steps, got {warmup}", err=True)
         raise typer.Exit(2)
@@ -55,7 +66,7 @@ def run_cmd(
     try:
         best = train(rec, corpus, run, steps, resume=resume, device=device,
                      ckpt_minutes=ckpt_minutes, val_every=val_every, batch=batch, seconds=seconds,
-                     lr=lr, seed=seed, init_from=init_from, warmup=warmup, ema=ema)
+                     lr=lr, seed=seed, init_from=init_from, warmup=warmup, ema=ema, speed=speed_range)
     except (WarmStartError, FileNotFoundError, FileExistsError) as e:  # bad --init-from / --run
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2)

@@ -133,15 +133,20 @@ def colored_noise(rng, n: int) -> np.ndarray:
 # Mixture level range (dBFS RMS) of the validation sets; the training recipes mostly use a
 # wider one (recipes.WIDE_LEVEL_DB).
 LEVEL_DB = (-35.0, -10.0)
+# Speed perturbation range (factor; half the utterances are perturbed), Kaldi's ±10 % by
+# default. A wider range (`train run --speed`) makes more virtual voices from the few real
+# ones: pitch and formants move together by the factor (0.8–1.25 spans about the gap between
+# typical male and female voices), tempo with them.
+SPEED = (0.9, 1.1)
 
 
 class Mixer:
     """Draws speech, noise and augmentations from a corpus with an explicit RNG."""
 
     def __init__(self, corpus: Corpus, seconds: float, augment: bool = True,
-                 level_db: tuple[float, float] = LEVEL_DB):
+                 level_db: tuple[float, float] = LEVEL_DB, speed: tuple[float, float] = SPEED):
         self.corpus, self.n, self.augment = corpus, int(seconds * RATE), augment
-        self.level_db = tuple(level_db)
+        self.level_db, self.speed = tuple(level_db), tuple(speed)
 
     def speaker(self, rng, exclude=()) -> str:
         while True:
@@ -150,7 +155,7 @@ class Mixer:
                 return s
 
     def speech(self, rng, speaker: str) -> np.ndarray:
-        factor = rng.uniform(0.9, 1.1) if self.augment and rng.random() < 0.5 else 1.0
+        factor = rng.uniform(*self.speed) if self.augment and rng.random() < 0.5 else 1.0
         need = int(self.n * factor) + 8
         x = _crop_or_loop(self.corpus.speakers[speaker], rng, need)
         x = speed_perturb(x, factor)[: self.n]

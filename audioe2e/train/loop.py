@@ -159,7 +159,8 @@ class _ModelWithLoss(torch.nn.Module):
 def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = False,
           device: str = "cpu", ckpt_minutes: float = 5.0, val_every: int = 500, log_every: int = 25,
           batch: int | None = None, seconds: float | None = None, lr: float | None = None, seed: int = 0,
-          init_from: Path | None = None, warmup: int = 0, ema: float = 0.0):
+          init_from: Path | None = None, warmup: int = 0, ema: float = 0.0,
+          speed: tuple[float, float] | None = None):
     """Train `recipe` to `steps` steps in `run` (see the CLI for the options).
 
     `warmup` ramps the learning rate from ~0 to its value over steps 0..warmup−1. Why: Adam's
@@ -170,8 +171,11 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
     first 50 batches without warm-up, level with it with a 1,000-step warm-up).
 
     `ema` > 0 keeps an exponential moving average of the weights with that decay (see ema.py);
-    validation then scores both and the best checkpoint is whichever of the two is better."""
-    from .data import LEVEL_DB, Corpus, Mixer, batch as make_batch
+    validation then scores both and the best checkpoint is whichever of the two is better.
+
+    `speed` (low, high) is the speed-perturbation range (data.SPEED when not given; a resumed
+    run keeps the range it was saved with unless a new one is given)."""
+    from .data import LEVEL_DB, SPEED, Corpus, Mixer, batch as make_batch
     from .ema import WeightAverage
     from .valsets import load_valset, valset_id
 
@@ -187,7 +191,8 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
         from .adversarial import Adversarial
         adv = Adversarial(**recipe.adversarial, sample_rate=model.sample_rate, device=dev)
     step, elapsed, best, meta_val_id, warm, lr_note, loss_note = 0, 0.0, None, None, None, None, None
-    level_note = None
+    level_note = speed_note = None
+    run_speed = tuple(speed) if speed else SPEED
     adv_note = world_note = ema_note = None
     ema_state: dict = {}
     ema_before = 0.0
@@ -224,6 +229,11 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
         if before != tuple(recipe.level_db):
             level_note = (f"training mixture levels {before[0]:g}…{before[1]:g} -> "
                           f"{recipe.level_db[0]:g}…{recipe.level_db[1]:g} dBFS RMS from step {step}")
+        before = tuple(meta.get("speed", SPEED))  # runs before the field: the old default
+        run_speed = tuple(speed) if speed else before
+        if before != run_speed:
+            speed_note = (f"speed perturbation {before[0]:g}…{before[1]:g} -> "
+                          f"{run_speed[0]:g}…{run_speed[1]:g} from step {step}")
     elif last.is_file():
         raise FileExistsError(f"{run} already has a checkpoint: pass --resume to continue it")
     elif init_from is not None:
@@ -246,7 +256,9 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
         # The TCN's last residual conv feeds nothing (only its skip output is used), and the
         # codec's dropped quantiser stages feed nothing in some steps.
         net = torch.nn.parallel.DistributedDataParallel(net, find_unused_parameters=True)
-    mixer = Mixer(Corpus(corpus, "train"), seconds, level_db=recipe.level_db)
+    if run_speed != SPEED and not (resume and last.is_file()):  # a fresh run off the default
+        speed_note = f"speed perturbation {run_speed[0]:g}…{run_speed[1]:g} from step {step}"
+    mixer = Mixer(Corpus(corpus, "train"), seconds, level_db=recipe.level_db, speed=run_speed)
     val = load_valset(corpus, recipe.task) if rank == 0 else None
     val_id = valset_id(corpus, recipe.task)
     valset_changed = meta_val_id is not None and meta_val_id != val_id
@@ -260,7 +272,7 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
         tensors.update(otensors)
         meta = {"step": step, "elapsed": elapsed, "best": best, "optim": scalars, "recipe": recipe.name,
                 "batch": batch, "seconds": seconds, "world": world, "val_id": val_id, "lr_base": base_lr,
-                "loss": recipe.extra, "level_db": list(recipe.level_db)}
+                "loss": recipe.extra, "level_db": list(recipe.level_db), "speed": list(run_speed)}
         if average is not None:
             tensors.update(average.state_tensors())
             meta["ema"] = average.decay
@@ -276,7 +288,7 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
         log.flush()
         print(json.dumps(rec), flush=True)
 
-    for note in (warm, lr_note, loss_note, level_note, world_note, adv_note, ema_note):
+    for note in (warm, lr_note, loss_note, level_note, speed_note, world_note, adv_note, ema_note):
         if note and rank == 0:
             emit({"note": note})
     if valset_changed and rank == 0:  # export starts the card's validation history after this note

@@ -184,14 +184,25 @@ def test_results_name_the_valsets_and_models_they_measured(tmp_path, monkeypatch
 
 def test_valset_audio_fingerprint_changes_with_the_audio_not_the_meta(tmp_path):
     """Two machines can write the same meta file with different audio (the separation valset's
-    meta holds no audio-derived field); the audio fingerprint must tell them apart."""
+    meta holds no audio-derived field); the audio fingerprint must tell them apart, and must
+    not tell apart two writes of the same audio (float WAVs carry a write time stamp)."""
+    import time
+
+    import numpy as np
+    import soundfile as sf
+
     from audioe2e.train.valsets import audio_id, folder_id
 
     d = tmp_path / "v"
     (d / "s1").mkdir(parents=True)
     (d / "meta.jsonl").write_text('{"id": "0"}\n')
     assert audio_id(d) == ""
-    (d / "s1" / "0.wav").write_bytes(b"a" * 10)
+    x = np.linspace(-0.5, 0.5, 1600, dtype=np.float32)
+    sf.write(d / "s1" / "0.wav", x, 16000, subtype="FLOAT")
     first, meta_first = audio_id(d), folder_id(d)
-    (d / "s1" / "0.wav").write_bytes(b"a" * 9 + b"b")
+    time.sleep(1.1)
+    sf.write(d / "s1" / "0.wav", x, 16000, subtype="FLOAT")
+    assert audio_id(d) == first
+    x[800] += 1e-3
+    sf.write(d / "s1" / "0.wav", x, 16000, subtype="FLOAT")
     assert audio_id(d) != first and folder_id(d) == meta_first

@@ -505,3 +505,23 @@ def test_train_cli_rejects_a_bad_speed_range(tmp_path):
                            capture_output=True, text=True, timeout=120)
         assert p.returncode == 2 and p.stderr.strip().startswith("error: --speed must be LOW,HIGH"), p.stderr
         assert not (tmp_path / "run").exists()
+
+
+def test_a_second_validation_draw_is_its_own_corpus_folder(corpus, tmp_path):
+    """`python -m audioe2e.train.valsets --out D`: D links the corpus and holds other clips
+    than the fixed valset, as many as asked; writing it again keeps it; seed 1234 (the fixed
+    valset's) is refused."""
+    from audioe2e.train.valsets import audio_id, main, valset_dir, write_draw, write_valset
+
+    d = write_draw(corpus, tmp_path / "draw", seed=7, n_enhance=5, n_separate=3)
+    assert (d / "manifest.jsonl").resolve() == (corpus / "manifest.jsonl").resolve()
+    for task, n in (("enhance", 5), ("separate", 3)):
+        assert len((valset_dir(d, task) / "meta.jsonl").read_text().splitlines()) == n
+    fixed = write_valset(corpus, "enhance")
+    assert audio_id(valset_dir(d, "enhance")) != audio_id(fixed)
+    before = audio_id(valset_dir(d, "separate"))
+    assert main(["--corpus", str(corpus), "--out", str(d), "--seed", "7"]) == 0
+    assert audio_id(valset_dir(d, "separate")) == before
+    assert main(["--corpus", str(corpus), "--out", str(tmp_path / "x"), "--seed", "1234"]) == 2
+    assert main(["--corpus", str(tmp_path / "nothing"), "--out", str(tmp_path / "y")]) == 2
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

@@ -88,13 +88,68 @@ def audio_id(d: str | Path) -> str:
 
     folder_id hashes only the meta file, which for a separation valset names the clips but
     holds nothing computed from them, so two machines can share it with different audio. The
-    bench records this one too; training logs keep folder_id so their history stays comparable."""
+    bench records this one too; training logs keep folder_id so their history stays comparable.
+    It hashes each file's name, rate and decoded samples, not its bytes: libsndfile stamps float
+    WAVs with the time of writing (PEAK chunk), so byte hashes of two identical writes differ."""
     import hashlib
     h, n = hashlib.sha256(), 0
     for f in sorted(Path(d).rglob("*.wav")):
-        h.update(f.relative_to(d).as_posix().encode() + b"\0")
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
+        x, rate = sf.read(f, dtype="float32", always_2d=True)
+        h.update(f.relative_to(d).as_posix().encode() + b"\0" + f"{rate} {x.shape}".encode() + b"\0")
+        h.update(np.ascontiguousarray(x).tobytes())
         n += 1
     return h.hexdigest()[:16] if n else ""
+
+
+def write_draw(corpus_root: str | Path, out: str | Path, seed: int = 999, n_enhance: int = 144,
+               n_separate: int = 96) -> Path:
+    """A second, larger draw of validation clips in folder `out`, laid out as a corpus (links to
+    CORPUS's manifest, speech and noise + its own `valsets/`), so that `bench.ablation
+    --corpus OUT` scores candidates on it.
+
+    Why: the 48 clips of the fixed valset are what training logs and the bench report; a
+    checkpoint picked as the best of many validations on them is favoured by their noise. A
+    draw of unused clips from the same validation split (other seed, more clips) is what
+    candidates are chosen on (seed 999, 144 enhance / 96 separate clips since the fifth
+    session). Idempotent: an existing draw is kept."""
+    src, out = Path(corpus_root).resolve(), Path(out)
+    if not (src / "manifest.jsonl").is_file():
+        raise FileNotFoundError(f"{src}/manifest.jsonl not found (build it with `audioe2e corpus build`)")
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("manifest.jsonl", "speech", "noise"):
+        link = out / name
+        if not link.exists():
+            link.symlink_to(src / name)
+    write_valset(out, "enhance", n=n_enhance, seed=seed)
+    write_valset(out, "separate", n=n_separate, seed=seed)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m audioe2e.train.valsets --corpus corpus --out out/draw999`: see write_draw."""
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(prog="python -m audioe2e.train.valsets", description=write_draw.__doc__.split("\n")[0])
+    ap.add_argument("--corpus", default="corpus")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--seed", type=int, default=999)
+    ap.add_argument("--n-enhance", type=int, default=144)
+    ap.add_argument("--n-separate", type=int, default=96)
+    a = ap.parse_args(argv)
+    if a.seed == 1234:
+        print("error: seed 1234 is the fixed valset's own; a second draw needs another", file=sys.stderr)
+        return 2
+    try:
+        d = write_draw(a.corpus, a.out, a.seed, a.n_enhance, a.n_separate)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for task in ("enhance", "separate"):
+        v = valset_dir(d, task)
+        print(f"{v}: {sum(1 for _ in open(v / 'meta.jsonl'))} clips, fingerprint {folder_id(v)}/{audio_id(v)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

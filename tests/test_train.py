@@ -97,7 +97,8 @@ def test_refuses_to_overwrite_a_run_without_resume(corpus, tmp_path):
 
 def test_export_writes_weights_card_notes_and_manifest(tmp_path):
     """`train export`: the weights load back by sha256, the card's numbers come from the
-    run's log (validation history, training notes), and the hand-kept notes file survives."""
+    run's log (validation history, training notes; a step validated twice because a resume
+    replayed it appears once, with its later score), and the hand-kept notes file survives."""
     import json
 
     from audioe2e.checkpoint import save_weights, sha256_file
@@ -116,6 +117,9 @@ def test_export_writes_weights_card_notes_and_manifest(tmp_path):
                  {"step": 25, "recipe": "enhancer-tiny", "val_id": "feedc0ffee123456"})
     log = [{"val": {"si_sdr": 9.0, "si_sdri": 1.5, "score": 9.0}, "step": 10},
            {"note": "loss changed at step 15"},
+           {"val": {"si_sdr": 9.4, "si_sdri": 1.9, "score": 1.8, "score_kind": "pesq_wb", "pesq_wb": 1.8},
+            "step": 20},
+           # killed before the next checkpoint, resumed from step 15: steps 15-20 run again
            {"val": {"si_sdr": 9.5, "si_sdri": 2.0, "score": 1.9, "score_kind": "pesq_wb", "pesq_wb": 1.9},
             "step": 20}]
     (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))

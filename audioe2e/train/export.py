@@ -44,6 +44,10 @@ def export_run(run: Path, name: str, models_dir: Path, corpus: Path | None = Non
     # A {"note": "...valsets rewritten..."} line marks a change of valset: history starts after it.
     notes = [i for i, r in enumerate(log) if "valset" in r.get("note", "")]
     vals = [r for r in log[(notes[-1] + 1 if notes else 0):] if "val" in r]
+    # A run resumed from a checkpoint older than its last validation replays those steps and
+    # logs them again: the later line is the history the weights carry on from.
+    vals = list({r["step"]: r for r in vals}.values())
+    vals.sort(key=lambda r: r["step"])
     card = {
         "name": name, "task": tasks[name], "config": config, **out_meta,
         "total_steps_trained": last_meta.get("step"), "batch": last_meta.get("batch"),

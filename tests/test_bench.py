@@ -167,14 +167,17 @@ def test_results_name_the_valsets_and_models_they_measured(tmp_path, monkeypatch
     meta = tmp_path / "valsets" / "enhance" / "meta.jsonl"
     meta.parent.mkdir(parents=True)
     meta.write_text('{"id": "0"}\n')
-    (meta.parent / "clip.wav").write_bytes(b"RIFF-not-really-audio")
+    import numpy as np
+    import soundfile as sf
+    clip = np.array([[0.25], [-0.5], [0.0]], np.float32)
+    sf.write(meta.parent / "clip.wav", clip, 16000, subtype="FLOAT")
     monkeypatch.setenv("AUDIOE2E_MODELS", str(tmp_path / "weights"))
     # No separate valset and an empty corpus: the section is skipped, the header still written.
     run.main(["--out", str(tmp_path / "out"), "--valsets", str(tmp_path / "valsets"),
               "--corpus", str(tmp_path / "corpus"), "--sections", "separate"])
     want = hashlib.sha256(meta.read_bytes()).hexdigest()[:16]
     res = json.loads((tmp_path / "out" / "results.json").read_text())
-    audio = hashlib.sha256(b"clip.wav\0RIFF-not-really-audio").hexdigest()[:16]
+    audio = hashlib.sha256(b"clip.wav\x0016000 (3, 1)\x00" + clip.tobytes()).hexdigest()[:16]
     assert res["meta"]["valset_ids"] == {"enhance": want}
     assert res["meta"]["valset_audio_ids"] == {"enhance": audio}
     assert res["meta"]["models"] == str(tmp_path / "weights")

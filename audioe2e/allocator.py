@@ -12,7 +12,7 @@ few tens of MB stay mapped between blocks and memory stays flat in file length.
 from __future__ import annotations
 
 import ctypes
-import platform
+import os
 
 M_TRIM_THRESHOLD = -1  # mallopt parameter numbers from glibc's malloc.h
 M_MMAP_THRESHOLD = -3
@@ -20,12 +20,18 @@ MMAP_THRESHOLD = 32 << 20
 TRIM_THRESHOLD = 64 << 20
 
 
+def is_glibc() -> bool:
+    """Whether this process runs on glibc (asked of the C library itself, in microseconds)."""
+    try:
+        return os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc")
+    except (ValueError, OSError, AttributeError):
+        return False
+
+
 def keep_freed_memory() -> bool:
     """Raise glibc's mmap and trim thresholds; True where it applied (glibc only, else a no-op).
     Environment settings (MALLOC_*_ env variables) a user made win: they are left alone."""
-    import os
-
-    if platform.libc_ver()[0] != "glibc":
+    if not is_glibc():
         return False
     if any(k in os.environ for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")):
         return False

@@ -1,14 +1,13 @@
 """The CLI's allocator setting (audioe2e/allocator.py): applied on glibc, a user's own wins."""
-import platform
 import subprocess
 import sys
 
 import pytest
 
-from audioe2e.allocator import keep_freed_memory
+from audioe2e.allocator import is_glibc, keep_freed_memory
 
 
-@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc only")
+@pytest.mark.skipif(not is_glibc(), reason="glibc only")
 def test_thresholds_are_set_on_glibc_unless_the_user_set_them(monkeypatch):
     monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
     monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
@@ -17,7 +16,7 @@ def test_thresholds_are_set_on_glibc_unless_the_user_set_them(monkeypatch):
     assert keep_freed_memory() is False
 
 
-@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc only")
+@pytest.mark.skipif(not is_glibc(), reason="glibc only")
 def test_streaming_does_not_page_fault_per_block(tmp_path):
     """The reason for the setting: with it, enhancing 60 s with the tiny model takes a few
     thousand minor page faults beyond start-up, not one set per block (~30,000 without)."""

@@ -18,6 +18,7 @@ channel per speaker.
 """
 from __future__ import annotations
 
+import math
 import os
 import time
 import traceback
@@ -292,13 +293,24 @@ def run_enhance(inputs: Sequence[str | Input], output: Optional[str] = None, mod
     """Enhance each input; `atten_lim_db`/`wet` go to `model.make_streamer` when given."""
     if wet is not None and not 0.0 <= wet <= 1.0:
         raise UsageError("--mix must be between 0 and 1")
-    model, device = _prepare(model, "enhancer-tiny" if tiny else "enhancer", device, threads)
+    if atten_lim_db is not None and math.isnan(atten_lim_db):
+        raise UsageError("--atten-lim must be a number of dB (or inf for no limit)")
+    name = "enhancer-tiny" if tiny else "enhancer"
+    model, device = _prepare(model, name, device, threads)
+    if atten_lim_db is None:  # the model's default noise floor (registry.DEFAULT_ATTEN_LIM_DB)
+        from .registry import default_atten_lim_db
+        atten_lim_db = default_atten_lim_db(getattr(model, "model_name", ""))
+    elif math.isinf(atten_lim_db):  # no limit: the raw model output (and valid JSON: null)
+        atten_lim_db = None
     kw = {k: v for k, v in (("atten_lim_db", atten_lim_db), ("wet", wet)) if v is not None}
 
     def process(inp, outs, mode):
         return stream_file(inp, outs, mode, model, lambda: model.make_streamer(device, **kw),
                            subtype=subtype, clip=clip, progress=progress, block=block)
-    return stamp(run_batch("enhance", inputs, output, process, **batch), model, device)
+    reports = stamp(run_batch("enhance", inputs, output, process, **batch), model, device)
+    for r in reports:  # which floor and mix produced the file (None: the raw model output)
+        r.extra.update(atten_lim_db=atten_lim_db, mix=1.0 if wet is None else wet)
+    return reports
 
 
 def run_separate(inputs: Sequence[str | Input], output: Optional[str] = None, model=None, *,

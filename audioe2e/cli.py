@@ -98,7 +98,8 @@ def _batch(command: str, fn, inputs, output, quiet, json_out, **kw):
 def enhance(inputs: Inputs, output: Output = None,
             tiny: Annotated[bool, typer.Option("--tiny", help="Tiny causal enhancer.")] = False,
             atten_lim: Annotated[Optional[float], typer.Option(
-                "--atten-lim", help="Limit the noise attenuation to this many dB.")] = None,
+                "--atten-lim", help="Limit the noise attenuation to this many dB by mixing the input "
+                "back (default: 30 for --tiny, none for the default model; inf: the raw model output).")] = None,
             mix: Annotated[Optional[float], typer.Option(
                 help="Wet/dry mix, 0 (input) .. 1 (enhanced).")] = None,
             force: Force = False, skip_existing: Skip = False, template: Template = None,

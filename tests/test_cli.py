@@ -125,6 +125,9 @@ def test_cli_separate_template_and_usage_errors(invoke, tmp_path, wav):
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["a_spk1.wav", "a_spk2.wav"]
     assert invoke(["separate", a, "-o", tmp_path / "p", "--template", "x.wav"]).exit_code == 2
     assert invoke(["enhance", a, "--device", "tpu"]).exit_code == 2
+    res = invoke(["enhance", a, "--atten-lim", "nan", "-o", tmp_path / "n.wav"])
+    assert res.exit_code == 2 and "--atten-lim must be a number" in res.stderr
+    assert not (tmp_path / "n.wav").exists()
     assert invoke(["enhance", a, "--clip", "fold", "-o", tmp_path / "q.wav"]).exit_code == 1
     assert invoke(["enhance"]).exit_code == 2
 

@@ -67,3 +67,42 @@ def test_codec_round_trip_keeps_length_and_resembles_input():
     spec = lambda s: torch.stft(s, 512, 128, window=torch.hann_window(512), return_complex=True).abs()  # noqa
     corr = torch.nn.functional.cosine_similarity(spec(x).flatten(), spec(y).flatten(), dim=0)
     assert corr > 0.5
+
+
+def test_tiny_enhance_keeps_its_default_noise_floor_and_says_so(tmp_path):
+    """`enhance --tiny` without --atten-lim mixes the input back 30 dB down (chosen on a
+    validation draw: registry.DEFAULT_ATTEN_LIM_DB); `--atten-lim inf` is the network's own
+    output; the bench scores the same two signals in process; `--json` names the floor."""
+    import json
+    import subprocess
+    import sys
+
+    import soundfile as sf
+
+    from audioe2e.bench import ours
+    from audioe2e.registry import default_atten_lim_db
+
+    model = get("enhancer-tiny")
+    assert default_atten_lim_db("enhancer-tiny") == 30.0 and default_atten_lim_db("enhancer") is None
+    torch.manual_seed(0)
+    clean = voiced(150.0, seconds=2.0)
+    noisy = (clean + 0.02 * torch.randn_like(clean)).numpy()
+    sf.write(tmp_path / "in.wav", noisy, RATE, subtype="FLOAT")
+
+    def cli(name, *opts):
+        p = subprocess.run([sys.executable, "-m", "audioe2e", "enhance", "--tiny", str(tmp_path / "in.wav"),
+                            "-o", str(tmp_path / name), "--subtype", "FLOAT", "--json", "--quiet", *opts],
+                           capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, p.stderr
+        return sf.read(tmp_path / name, dtype="float32")[0], json.loads(p.stdout)["files"][0]
+
+    default, rep = cli("default.wav")
+    floor30, _ = cli("floor30.wav", "--atten-lim", "30")
+    raw, rep_raw = cli("raw.wav", "--atten-lim", "inf")
+    assert rep["atten_lim_db"] == 30.0 and rep_raw["atten_lim_db"] is None  # null: no floor
+    assert np.array_equal(default, floor30)
+    assert np.abs(default - raw).max() > 1e-4  # the floor is there
+    np.testing.assert_allclose(raw, ours.enhance_raw(model, noisy), atol=1e-4)
+    np.testing.assert_allclose(default, ours.enhance(model, noisy), atol=1e-4)
+    g = 10 ** (-30 / 20)
+    np.testing.assert_allclose(default, raw * (1 - g) + noisy * g, atol=1e-5)

@@ -12,7 +12,7 @@ import io
 
 import numpy as np
 
-from ..registry import TWIN_NAMES, ModelNotAvailable, build_model, load_model, models_dir
+from ..registry import TWIN_NAMES, ModelNotAvailable, build_model, default_atten_lim_db, load_model, models_dir
 
 
 def load(name: str):
@@ -37,9 +37,21 @@ def _run(model, x: np.ndarray):
         return model(torch.from_numpy(np.ascontiguousarray(x, np.float32))[None])[0].numpy()
 
 
-def enhance(model, x: np.ndarray) -> np.ndarray:
-    """`[T]` → `[T]` (enhancers return `[1, T]`, time-aligned)."""
+def enhance_raw(model, x: np.ndarray) -> np.ndarray:
+    """`[T]` → `[T]`: the network's own output (enhancers return `[1, T]`, time-aligned)."""
     return _run(model, x)[..., : len(x)].astype(np.float32)
+
+
+def enhance(model, x: np.ndarray) -> np.ndarray:
+    """`[T]` → `[T]` as `audioe2e enhance` gives it: with the model's default noise floor
+    (`registry.DEFAULT_ATTEN_LIM_DB`: the input mixed back that many dB down, as the CLI's
+    streamer does on the same time-aligned samples)."""
+    y = enhance_raw(model, x)
+    lim = default_atten_lim_db(getattr(model, "model_name", ""))
+    if lim is None:
+        return y
+    g = 10 ** (-abs(lim) / 20)
+    return (y * (1 - g) + np.asarray(x, np.float32) * g).astype(np.float32)
 
 
 def separate(model, x: np.ndarray) -> np.ndarray:

@@ -113,10 +113,15 @@ def eval_codec(it: dict, res: tuple) -> dict:
 # ----------------------------------------------------------------------------- enhancement
 def _enhance_systems() -> list[tuple[str, Callable]]:
     """The unprocessed input, our two enhancers and RNNoise: the rows of every enhancement table."""
+    from ..registry import default_atten_lim_db
+
+    def label(name: str) -> str:  # the CLI's default output, named with its noise floor if any
+        lim = default_atten_lim_db(name)
+        return f"audioe2e {name}" + (f" ({lim:g} dB floor)" if lim is not None else "")
     return [
         ("noisy input (no processing)", _peer(lambda it: it["input"])),
-        ("audioe2e enhancer-tiny", _model("enhancer-tiny", ours.enhance)),
-        ("audioe2e enhancer", _model("enhancer", ours.enhance)),
+        (label("enhancer-tiny"), _model("enhancer-tiny", ours.enhance)),
+        (label("enhancer"), _model("enhancer", ours.enhance)),
         ("RNNoise (pyrnnoise)", _peer(lambda it: peers.rnnoise(it["input"], RATE))),
     ]
 
@@ -130,6 +135,8 @@ def enhance(d: Path, limit=None, dnsmos=False, log=print, jobs=1, dnsmos_only: t
         ("oracle IRM (upper bound)", _peer(lambda it: peers.oracle_masks(it["input"], it["target"][None], "irm")[0])),
         ("oracle IBM (upper bound)", _peer(lambda it: peers.oracle_masks(it["input"], it["target"][None], "ibm")[0])),
     ]
+    # The tiny model's own output, without the noise floor `enhance --tiny` keeps by default.
+    systems.insert(2, ("audioe2e enhancer-tiny, no floor (--atten-lim inf)", _model("enhancer-tiny", ours.enhance_raw)))
     if (ours.models_dir() / "enhancer-tiny-dense.safetensors").is_file():
         systems.insert(2, ("audioe2e enhancer-tiny, dense DFT twin", _model("enhancer-tiny-dense", ours.enhance)))
 

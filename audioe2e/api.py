@@ -290,7 +290,10 @@ def run_enhance(inputs: Sequence[str | Input], output: Optional[str] = None, mod
                 wet: Optional[float] = None, device: str = "cpu", threads: Optional[int] = None,
                 subtype: Optional[str] = None, clip: str = "clamp", progress: bool = False,
                 block: int = BLOCK, **batch) -> list[FileReport]:
-    """Enhance each input; `atten_lim_db`/`wet` go to `model.make_streamer` when given."""
+    """Enhance each input; `atten_lim_db`/`wet` go to `model.make_streamer`. `atten_lim_db`
+    None takes the model's default noise floor (`registry.DEFAULT_ATTEN_LIM_DB`: 30 dB for the
+    tiny model, none for the default one); inf (or None where the model has no default) gives
+    the network's raw output."""
     if wet is not None and not 0.0 <= wet <= 1.0:
         raise UsageError("--mix must be between 0 and 1")
     if atten_lim_db is not None and math.isnan(atten_lim_db):

@@ -201,6 +201,8 @@ def models(json_out: Json = False):
                             if k not in ("val_score", "val_score_kind"))
         if metrics and r.get("val_id"):
             metrics += f" (valset {r['val_id'][:8]})"
+        if r.get("default_atten_lim_db") is not None:
+            metrics += f"; output keeps a {r['default_atten_lim_db']:g} dB noise floor (--atten-lim)"
         note = metrics or r.get("status", "")
         if "no trained weights" in note:
             note = "not shipped yet"

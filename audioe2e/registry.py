@@ -155,5 +155,7 @@ def list_models() -> list[dict[str, Any]]:
                    sample_rate=config.get("sample_rate"), params=meta.get("params"),
                    latency_ms=meta.get("latency_ms"), metrics=info.card.get("metrics", {}),
                    val_id=info.card.get("val_id"))
+        if task == "enhance":  # what `enhance` mixes back by default (None: no floor)
+            row["default_atten_lim_db"] = default_atten_lim_db(name)
         rows.append(row)
     return rows

@@ -153,6 +153,10 @@ def test_cli_codec_info_models(invoke, tmp_path, wav):
     for r in rows.values():
         if r["available"]:
             assert len(r["val_id"]) == 16 and r["val_id"][:8] in res.stdout
+    # and the enhancers say which noise floor `enhance` keeps by default
+    assert {n: rows[n].get("default_atten_lim_db", "-") for n in rows} == {
+        "separator": "-", "enhancer": None, "enhancer-tiny": 30.0, "codec": "-"}
+    assert "noise" in res.stdout and "floor" in res.stdout  # the table's notes (wrapped) say it
 
 
 def test_cli_bench_eval_and_subapps(invoke, tmp_path):

@@ -18,6 +18,8 @@ from typing import Callable, Optional, Protocol
 
 import torch
 
+from .mixback import floor_gain, mix_back
+
 
 class Streamer(Protocol):
     latency: int
@@ -187,19 +189,15 @@ def align_sources(prev_tail: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
 
 
 class DryWetStreamer:
-    """Mixes the noisy input back into an enhancer's output.
-
-    out = wet·(enh·(1−g) + x·g) + (1−wet)·x, with g = 10^(−atten_lim/20): with `atten_lim_db`
-    the noise is attenuated by at most that many dB (as DeepFilterNet's `--atten-lim`), `wet`
-    is the plain dry/wet control. Inner outputs are time-aligned with the input but arrive
-    later, so the input is kept in a FIFO until its output is there."""
+    """Mixes the noisy input back into an enhancer's output (formula: `mixback.mix_back`).
+    Inner outputs are time-aligned with the input but arrive later, so the input is kept in a
+    FIFO until its output is there."""
 
     def __init__(self, inner, wet: float = 1.0, atten_lim_db: float | None = None):
         if not 0.0 <= wet <= 1.0:
             raise ValueError(f"wet/dry mix must be in [0, 1], got {wet}")
         self.inner, self.latency = inner, inner.latency
-        self.g = 0.0 if atten_lim_db is None else 10 ** (-abs(atten_lim_db) / 20)
-        self.wet = wet
+        self.g, self.wet = floor_gain(atten_lim_db), wet
         self.fifo: torch.Tensor | None = None
 
     def _mix(self, y: torch.Tensor) -> torch.Tensor:
@@ -207,7 +205,7 @@ class DryWetStreamer:
         if n == 0:
             return y
         x, self.fifo = self.fifo[..., :n], self.fifo[..., n:]
-        return self.wet * (y * (1 - self.g) + x * self.g) + (1 - self.wet) * x
+        return mix_back(y, x, self.g, self.wet)
 
     def feed(self, x: torch.Tensor) -> torch.Tensor:
         self.fifo = x if self.fifo is None else torch.cat([self.fifo, x], -1)

@@ -527,5 +527,8 @@ def test_a_second_validation_draw_is_its_own_corpus_folder(corpus, tmp_path):
     assert main(["--corpus", str(corpus), "--out", str(d), "--seed", "7"]) == 0
     assert audio_id(valset_dir(d, "separate")) == before
     assert main(["--corpus", str(corpus), "--out", str(tmp_path / "x"), "--seed", "1234"]) == 2
+    assert main(["--corpus", str(corpus), "--out", str(tmp_path / "x"), "--n-enhance", "0"]) == 2
+    (tmp_path / "afile").write_text("")
+    assert main(["--corpus", str(corpus), "--out", str(tmp_path / "afile")]) == 2
     assert main(["--corpus", str(tmp_path / "nothing"), "--out", str(tmp_path / "y")]) == 2
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

@@ -12,6 +12,7 @@ import io
 
 import numpy as np
 
+from ..mixback import floor_gain, mix_back
 from ..registry import TWIN_NAMES, ModelNotAvailable, build_model, default_atten_lim_db, load_model, models_dir
 
 
@@ -48,10 +49,7 @@ def enhance(model, x: np.ndarray) -> np.ndarray:
     streamer does on the same time-aligned samples)."""
     y = enhance_raw(model, x)
     lim = default_atten_lim_db(getattr(model, "model_name", ""))
-    if lim is None:
-        return y
-    g = 10 ** (-abs(lim) / 20)
-    return (y * (1 - g) + np.asarray(x, np.float32) * g).astype(np.float32)
+    return y if lim is None else mix_back(y, np.asarray(x, np.float32), floor_gain(lim)).astype(np.float32)
 
 
 def separate(model, x: np.ndarray) -> np.ndarray:

@@ -23,6 +23,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..mixback import floor_gain, mix_back
 from . import gru_kernel
 
 
@@ -244,8 +245,7 @@ class NumpyStreamer:
         self.state, self.pending = None, None
         self.to_drop, self.n_in, self.n_out = model.delay, 0, 0
         self.mixing = wet != 1.0 or atten_lim_db is not None
-        self.g = 0.0 if atten_lim_db is None else 10 ** (-abs(atten_lim_db) / 20)
-        self.wet = wet
+        self.g, self.wet = floor_gain(atten_lim_db), wet
         self.fifo: Optional[np.ndarray] = None  # inputs waiting for their (later) outputs
 
     def _run(self, x: np.ndarray) -> np.ndarray:
@@ -264,7 +264,7 @@ class NumpyStreamer:
         if not self.mixing or y.shape[-1] == 0:
             return y
         x, self.fifo = self.fifo[..., : y.shape[-1]], self.fifo[..., y.shape[-1]:]
-        return self.wet * (y * (1 - self.g) + x * self.g) + (1 - self.wet) * x
+        return mix_back(y, x, self.g, self.wet)
 
     def feed(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, np.float32)

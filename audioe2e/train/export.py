@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..checkpoint import load_weights, save_weights
+from ..checkpoint import load_weights, read_header, save_weights
 from ..registry import MODEL_NAMES, TWIN_NAMES, build_model
 from .loop import model_tensors
 
@@ -32,7 +32,7 @@ def export_run(run: Path, name: str, models_dir: Path, corpus: Path | None = Non
             raise ValueError("exporting the codec needs --corpus (its entropy priors are counted on training audio)")
         from .priors import fit_priors
         model.prior_counts.copy_(fit_priors(model, corpus))
-    last_meta = load_weights(run / "last.safetensors")[2] if (run / "last.safetensors").is_file() else meta
+    last_meta = read_header(run / "last.safetensors")[1] if (run / "last.safetensors").is_file() else meta
     params = sum(p.numel() for p in model.parameters())
     latency_ms = 1000.0 * model.latency / model.sample_rate
     out_meta = {"params": params, "latency_ms": latency_ms, "recipe": meta.get("recipe"),
@@ -46,8 +46,7 @@ def export_run(run: Path, name: str, models_dir: Path, corpus: Path | None = Non
     vals = [r for r in log[(notes[-1] + 1 if notes else 0):] if "val" in r]
     # A run resumed from a checkpoint older than its last validation replays those steps and
     # logs them again: the later line is the history the weights carry on from.
-    vals = list({r["step"]: r for r in vals}.values())
-    vals.sort(key=lambda r: r["step"])
+    vals = sorted({r["step"]: r for r in vals}.values(), key=lambda r: r["step"])
     card = {
         "name": name, "task": tasks[name], "config": config, **out_meta,
         "total_steps_trained": last_meta.get("step"), "batch": last_meta.get("batch"),

@@ -191,8 +191,7 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
         from .adversarial import Adversarial
         adv = Adversarial(**recipe.adversarial, sample_rate=model.sample_rate, device=dev)
     step, elapsed, best, meta_val_id, warm, lr_note, loss_note = 0, 0.0, None, None, None, None, None
-    level_note = speed_note = None
-    run_speed = tuple(speed) if speed else SPEED
+    level_note = speed_note = saved_speed = None
     adv_note = world_note = ema_note = None
     ema_state: dict = {}
     ema_before = 0.0
@@ -229,11 +228,7 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
         if before != tuple(recipe.level_db):
             level_note = (f"training mixture levels {before[0]:g}…{before[1]:g} -> "
                           f"{recipe.level_db[0]:g}…{recipe.level_db[1]:g} dBFS RMS from step {step}")
-        before = tuple(meta.get("speed", SPEED))  # runs before the field: the old default
-        run_speed = tuple(speed) if speed else before
-        if before != run_speed:
-            speed_note = (f"speed perturbation {before[0]:g}…{before[1]:g} -> "
-                          f"{run_speed[0]:g}…{run_speed[1]:g} from step {step}")
+        saved_speed = tuple(meta.get("speed", SPEED))  # runs before the field: the old default
     elif last.is_file():
         raise FileExistsError(f"{run} already has a checkpoint: pass --resume to continue it")
     elif init_from is not None:
@@ -256,7 +251,11 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
         # The TCN's last residual conv feeds nothing (only its skip output is used), and the
         # codec's dropped quantiser stages feed nothing in some steps.
         net = torch.nn.parallel.DistributedDataParallel(net, find_unused_parameters=True)
-    if run_speed != SPEED and not (resume and last.is_file()):  # a fresh run off the default
+    run_speed = tuple(speed) if speed else (saved_speed or SPEED)
+    if saved_speed is not None and saved_speed != run_speed:
+        speed_note = (f"speed perturbation {saved_speed[0]:g}…{saved_speed[1]:g} -> "
+                      f"{run_speed[0]:g}…{run_speed[1]:g} from step {step}")
+    elif saved_speed is None and run_speed != SPEED:  # a fresh run off the default
         speed_note = f"speed perturbation {run_speed[0]:g}…{run_speed[1]:g} from step {step}"
     mixer = Mixer(Corpus(corpus, "train"), seconds, level_db=recipe.level_db, speed=run_speed)
     val = load_valset(corpus, recipe.task) if rank == 0 else None

@@ -18,13 +18,14 @@ import soundfile as sf
 from .data import RATE, Corpus, Mixer
 
 SNRS = (-5.0, 0.0, 5.0, 10.0, 15.0, 20.0)
+FIXED_SEED = 1234  # the seed of the fixed valsets that training logs and the bench report
 
 
 def valset_dir(corpus_root: str | Path, task: str) -> Path:
     return Path(corpus_root) / "valsets" / ("separate" if task == "separate" else "enhance")
 
 
-def write_valset(corpus_root: str | Path, task: str, n: int = 48, seconds: float = 4.0, seed: int = 1234) -> Path:
+def write_valset(corpus_root: str | Path, task: str, n: int = 48, seconds: float = 4.0, seed: int = FIXED_SEED) -> Path:
     out = valset_dir(corpus_root, task)
     if (out / "meta.jsonl").is_file():
         return out
@@ -118,6 +119,8 @@ def write_draw(corpus_root: str | Path, out: str | Path, seed: int = 999, n_enha
     out.mkdir(parents=True, exist_ok=True)
     for name in ("manifest.jsonl", "speech", "noise"):
         link = out / name
+        if link.is_symlink():  # re-pointed at CORPUS (it may have moved); real files are kept
+            link.unlink()
         if not link.exists():
             link.symlink_to(src / name)
     write_valset(out, "enhance", n=n_enhance, seed=seed)
@@ -137,12 +140,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-enhance", type=int, default=144)
     ap.add_argument("--n-separate", type=int, default=96)
     a = ap.parse_args(argv)
-    if a.seed == 1234:
-        print("error: seed 1234 is the fixed valset's own; a second draw needs another", file=sys.stderr)
+    if min(a.n_enhance, a.n_separate) < 1:
+        print("error: --n-enhance and --n-separate must be at least 1", file=sys.stderr)
+        return 2
+    if Path(a.out).exists() and not Path(a.out).is_dir():
+        print(f"error: --out {a.out} is a file, not a folder", file=sys.stderr)
+        return 2
+    if a.seed == FIXED_SEED:
+        print(f"error: seed {FIXED_SEED} is the fixed valset's own; a second draw needs another", file=sys.stderr)
         return 2
     try:
         d = write_draw(a.corpus, a.out, a.seed, a.n_enhance, a.n_separate)
-    except (FileNotFoundError, ValueError) as e:
+    except (OSError, ValueError) as e:  # no corpus, --out is a file, unwritable folder
         print(f"error: {e}", file=sys.stderr)
         return 2
     for task in ("enhance", "separate"):

@@ -498,6 +498,22 @@ def test_a_run_keeps_its_speed_range_and_notes_a_change(corpus, tmp_path):
         "speed perturbation 0.8…1.25 from step 0", "speed perturbation 0.8…1.25 -> 0.9…1.1 from step 2"]
 
 
+def test_a_resumed_run_keeps_its_batch_and_segment_length(corpus, tmp_path):
+    """A plain --resume trains on what the run was saved with, not the recipe's defaults; a new
+    segment length is noted once."""
+    recipe = get_recipe("enhancer-tiny")
+    kw = dict(val_every=1000, log_every=1)
+    run = tmp_path / "r"
+    train(recipe, corpus, run, steps=1, batch=2, seconds=0.5, **kw)
+    train(recipe, corpus, run, steps=2, resume=True, **kw)
+    meta = load_weights(run / "last.safetensors")[2]
+    assert (meta["batch"], meta["seconds"]) == (2, 0.5) != (recipe.batch, recipe.seconds)
+    train(recipe, corpus, run, steps=3, resume=True, seconds=0.25, **kw)
+    assert load_weights(run / "last.safetensors")[2]["seconds"] == 0.25
+    notes = [json.loads(l).get("note", "") for l in (run / "log.jsonl").read_text().splitlines()]
+    assert [n for n in notes if n.startswith("training segments")] == ["training segments 0.5 s -> 0.25 s from step 2"]
+
+
 def test_train_cli_rejects_a_bad_speed_range(tmp_path):
     import subprocess
     import sys

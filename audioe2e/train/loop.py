@@ -173,6 +173,9 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
     `ema` > 0 keeps an exponential moving average of the weights with that decay (see ema.py);
     validation then scores both and the best checkpoint is whichever of the two is better.
 
+    `batch` and `seconds` (training segment length) default to the recipe's, or to what a
+    resumed run was saved with; a change of segment length is logged as a note.
+
     `speed` (low, high) is the speed-perturbation range (data.SPEED when not given; a resumed
     run keeps the range it was saved with unless a new one is given)."""
     from .data import LEVEL_DB, SPEED, Corpus, Mixer, batch as make_batch
@@ -181,6 +184,7 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
 
     rank, world = _dist()
     dev = torch.device(device)
+    batch_arg, seconds_arg = batch, seconds
     batch = batch or recipe.batch
     seconds = seconds or recipe.seconds
     torch.manual_seed(seed)  # same initial weights for the same seed (resume overrides them)
@@ -191,7 +195,7 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
         from .adversarial import Adversarial
         adv = Adversarial(**recipe.adversarial, sample_rate=model.sample_rate, device=dev)
     step, elapsed, best, meta_val_id, warm, lr_note, loss_note = 0, 0.0, None, None, None, None, None
-    level_note = speed_note = saved_speed = None
+    level_note = speed_note = saved_speed = seconds_note = None
     adv_note = world_note = ema_note = None
     ema_state: dict = {}
     ema_before = 0.0
@@ -202,6 +206,12 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
         model.load_state_dict(model_tensors(state))
         load_optimizer_state(opt, {k: v for k, v in state.items() if k.startswith("optim.")}, meta["optim"])
         step, elapsed, best = meta["step"], meta["elapsed"], meta.get("best")
+        # A resumed run keeps its batch and segment length unless new ones are given (it used
+        # to fall back to the recipe's, silently changing what a plain --resume trained on).
+        batch = batch_arg or meta.get("batch", batch)
+        seconds = seconds_arg or meta.get("seconds", seconds)
+        if "seconds" in meta and meta["seconds"] != seconds:
+            seconds_note = f"training segments {meta['seconds']:g} s -> {seconds:g} s from step {step}"
         if adv is not None:
             if adv.load_state_tensors(state, meta.get("disc_optim")):
                 adv.start = meta.get("adv_start", 0)
@@ -287,7 +297,7 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
         log.flush()
         print(json.dumps(rec), flush=True)
 
-    for note in (warm, lr_note, loss_note, level_note, speed_note, world_note, adv_note, ema_note):
+    for note in (warm, lr_note, loss_note, level_note, speed_note, seconds_note, world_note, adv_note, ema_note):
         if note and rank == 0:
             emit({"note": note})
     if valset_changed and rank == 0:  # export starts the card's validation history after this note

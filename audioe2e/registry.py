@@ -29,20 +29,20 @@ TWIN_NAMES = {
 
 
 # Noise floor (dB) that `enhance` keeps when --atten-lim is not given: the input mixed back
-# 30 dB down under the tiny model's output. Chosen for the shipped tiny weights on the second
-# validation draw (144 clips, seed 999; not the bench's clips), tenth session: PESQ-WB 1.870
-# with no floor, 1.896 / 1.919 / 1.929 / 1.926 / 1.842 at 40 / 30 / 25 / 20 / 12 dB, SI-SDRi
-# 5.38 dB with none and 5.39 at 30, DNSMOS OVRL 2.210 → 2.224 (first 48 clips; SIG 2.65 →
+# that many dB down under the model's output. It belongs to one set of weights, so it is stored
+# with them: the `atten_lim_db` field of the model's manifest entry, written by
+# `audioe2e train export --atten-lim DB` (a re-export without it ships no floor, so retrained
+# weights never inherit a floor chosen for others). The shipped tiny weights keep 30 dB, chosen
+# on the second validation draw (144 clips, seed 999; not the bench's clips), tenth session:
+# PESQ-WB 1.870 with no floor, 1.896 / 1.919 / 1.929 / 1.926 / 1.842 at 40 / 30 / 25 / 20 / 12 dB,
+# SI-SDRi 5.38 dB with none and 5.39 at 30, DNSMOS OVRL 2.210 → 2.224 (first 48 clips; SIG 2.65 →
 # 2.72, BAK 3.33 → 3.17). Why it helps: the tiny mask drives many bins to ~0 between words and
 # harmonics, and the holes read as distortion; a floor trades 30 dB of residual noise for them.
 # The default enhancer gained +0.007 at 30 dB (its deep filter leaves fewer holes): no floor.
-# Retrained weights need this re-chosen. `--atten-lim inf` gives the raw model output.
-DEFAULT_ATTEN_LIM_DB = {"enhancer-tiny": 30.0}
-
-
-def default_atten_lim_db(name: str):
+def default_atten_lim_db(name: str) -> float | None:
     """The noise floor `enhance` uses for model `name` when none is asked (None: no floor)."""
-    return DEFAULT_ATTEN_LIM_DB.get(name)
+    lim = manifest().get(name, {}).get("atten_lim_db")
+    return None if lim is None else float(lim)
 
 
 class ModelNotAvailable(RuntimeError):

@@ -71,7 +71,7 @@ def test_codec_round_trip_keeps_length_and_resembles_input():
 
 def test_tiny_enhance_keeps_its_default_noise_floor_and_says_so(tmp_path):
     """`enhance --tiny` without --atten-lim mixes the input back 30 dB down (chosen on a
-    validation draw: registry.DEFAULT_ATTEN_LIM_DB); `--atten-lim inf` is the network's own
+    validation draw; stored in its manifest entry); `--atten-lim inf` is the network's own
     output; the bench scores the same two signals in process; `--json` names the floor."""
     import json
     import subprocess

@@ -95,7 +95,7 @@ def test_refuses_to_overwrite_a_run_without_resume(corpus, tmp_path):
         train(recipe, corpus, tmp_path / "r", steps=2, batch=2, seconds=0.5, val_every=1000)
 
 
-def test_export_writes_weights_card_notes_and_manifest(tmp_path):
+def test_export_writes_weights_card_notes_and_manifest(tmp_path, monkeypatch):
     """`train export`: the weights load back by sha256, the card's numbers come from the
     run's log (validation history, training notes; a step validated twice because a resume
     replayed it appears once, with its later score), and the hand-kept notes file survives."""
@@ -135,6 +135,18 @@ def test_export_writes_weights_card_notes_and_manifest(tmp_path):
     assert "loss changed at step 15" in md and md.rstrip().endswith("measured row")
     man = json.loads((models / "manifest.json").read_text())
     assert man["enhancer-tiny"]["sha256"] == sha256_file(models / "enhancer-tiny.safetensors")
+    # the default noise floor is stored with the weights it was chosen for: a re-export
+    # without --atten-lim ships none, so retrained weights never inherit another's floor
+    from audioe2e.registry import default_atten_lim_db
+    monkeypatch.setenv("AUDIOE2E_MODELS", str(models))
+    assert "atten_lim_db" not in man["enhancer-tiny"] and default_atten_lim_db("enhancer-tiny") is None
+    export_run(run, "enhancer-tiny", models, corpus=None, atten_lim_db=30)
+    assert default_atten_lim_db("enhancer-tiny") == 30.0
+    export_run(run, "enhancer-tiny", models, corpus=None)
+    assert default_atten_lim_db("enhancer-tiny") is None
+    for name, lim in (("enhancer-tiny", float("inf")), ("enhancer-tiny", 0.0), ("separator", 30.0)):
+        with pytest.raises(ValueError, match="noise floor for an enhancer"):
+            export_run(run, name, models, corpus=None, atten_lim_db=lim)
 
 
 def test_train_cli_rejects_bad_warm_start_in_one_line(tmp_path):
@@ -165,13 +177,14 @@ def test_train_cli_rejects_bad_warm_start_in_one_line(tmp_path):
 
 
 def test_train_export_cli_errors_are_one_line(tmp_path):
-    """`train export` with a missing run or an unknown name: one `error:` line, exit 2, and
-    nothing written to the models folder."""
+    """`train export` with a missing run, an unknown name or a noise floor for a separator: one
+    `error:` line, exit 2, and nothing written to the models folder."""
     import subprocess
     import sys
     models = tmp_path / "models"
     for args, needle in ((["--run", str(tmp_path / "nope"), "--name", "separator"], "nope"),
-                         (["--run", str(tmp_path), "--name", "bogus"], "bogus")):
+                         (["--run", str(tmp_path), "--name", "bogus"], "bogus"),
+                         (["--run", str(tmp_path), "--name", "separator", "--atten-lim", "30"], "--atten-lim")):
         p = subprocess.run([sys.executable, "-m", "audioe2e", "train", "export", *args, "--models", str(models)],
                            capture_output=True, text=True, timeout=120)
         assert p.returncode == 2, p.stderr

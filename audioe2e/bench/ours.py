@@ -45,8 +45,8 @@ def enhance_raw(model, x: np.ndarray) -> np.ndarray:
 
 def enhance(model, x: np.ndarray) -> np.ndarray:
     """`[T]` → `[T]` as `audioe2e enhance` gives it: with the model's default noise floor
-    (`registry.DEFAULT_ATTEN_LIM_DB`: the input mixed back that many dB down, as the CLI's
-    streamer does on the same time-aligned samples)."""
+    (`registry.default_atten_lim_db`, from its manifest entry: the input mixed back that many
+    dB down, as the CLI's streamer does on the same time-aligned samples)."""
     y = enhance_raw(model, x)
     lim = default_atten_lim_db(getattr(model, "model_name", ""))
     return y if lim is None else mix_back(y, np.asarray(x, np.float32), floor_gain(lim)).astype(np.float32)

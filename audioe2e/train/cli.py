@@ -76,12 +76,13 @@ def run_cmd(
 @app.command("export")
 def export_cmd(run: Path = typer.Option(...), name: str = typer.Option(..., help="model name, e.g. enhancer-tiny"),
                models: Path = typer.Option(Path("models")), corpus: Optional[Path] = typer.Option(Path("corpus")),
-               which: str = typer.Option("best", help="best | last | ema (the moving average in last.safetensors, from --ema)")):
+               which: str = typer.Option("best", help="best | last | ema (the moving average in last.safetensors, from --ema)"),
+               atten_lim: Optional[float] = typer.Option(None, "--atten-lim", help="enhancers: the noise floor (dB) `enhance` keeps by default for these weights; choose it on a validation draw (default: none)")):
     """Copy a run's weights into MODELS with a model card and sha256 manifest entry."""
     from .export import export_run
 
     try:
-        card = export_run(run, name, models, corpus, which)
+        card = export_run(run, name, models, corpus, which, atten_lim_db=atten_lim)
     except (ValueError, FileNotFoundError) as e:  # unknown name, missing run files, no corpus
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2)

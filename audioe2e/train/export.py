@@ -15,10 +15,15 @@ from .loop import model_tensors
 
 
 def export_run(run: Path, name: str, models_dir: Path, corpus: Path | None = None,
-               which: str = "best") -> dict:
+               which: str = "best", atten_lim_db: float | None = None) -> dict:
+    """Write RUN's `which` weights (best | last | ema) as models/NAME.safetensors with its
+    cards and manifest entry; `atten_lim_db` is the noise floor `enhance` keeps by default
+    for these weights (enhancers only; None: none; see registry.default_atten_lim_db)."""
     tasks = {**MODEL_NAMES, **TWIN_NAMES}
     if name not in tasks:
         raise ValueError(f"unknown model name '{name}' (known: {', '.join(tasks)})")
+    if atten_lim_db is not None and (tasks[name] != "enhance" or not 0 < atten_lim_db < float("inf")):
+        raise ValueError("--atten-lim is a default noise floor for an enhancer: a finite number of dB > 0")
     log = [json.loads(l) for l in (run / "log.jsonl").read_text().splitlines() if l.strip()]
     if which == "ema":
         state, config, meta = _moving_average(run, log)
@@ -70,6 +75,8 @@ def export_run(run: Path, name: str, models_dir: Path, corpus: Path | None = Non
     man_path = models_dir / "manifest.json"
     man = json.loads(man_path.read_text()) if man_path.is_file() else {}
     man[name] = {"file": path.name, "sha256": sha}
+    if atten_lim_db is not None:
+        man[name]["atten_lim_db"] = float(atten_lim_db)
     man_path.write_text(json.dumps(man, indent=1, sort_keys=True) + "\n")
     return card
 

@@ -527,17 +527,35 @@ def test_a_resumed_run_keeps_its_batch_and_segment_length(corpus, tmp_path):
     assert [n for n in notes if n.startswith("training segments")] == ["training segments 0.5 s -> 0.25 s from step 2"]
 
 
-def test_train_cli_rejects_a_bad_speed_range(tmp_path):
+def test_levels_override_the_recipes_mixture_levels_and_are_noted(corpus, tmp_path):
+    """`--levels` trains on another level range (saved with the run, noted); a resume without
+    it goes back to the recipe's range, noted too."""
+    recipe = get_recipe("enhancer-tiny")
+    kw = dict(batch=2, seconds=0.5, val_every=1000, log_every=1)
+    run = tmp_path / "r"
+    train(recipe, corpus, run, steps=1, level_db=(-35.0, -10.0), **kw)
+    assert load_weights(run / "last.safetensors")[2]["level_db"] == [-35.0, -10.0]
+    train(recipe, corpus, run, steps=2, resume=True, level_db=(-35.0, -10.0), **kw)
+    train(recipe, corpus, run, steps=3, resume=True, **kw)
+    assert load_weights(run / "last.safetensors")[2]["level_db"] == list(recipe.level_db)
+    notes = [json.loads(l).get("note", "") for l in (run / "log.jsonl").read_text().splitlines()]
+    assert [n for n in notes if n.startswith("training mixture levels")] == [
+        "training mixture levels -35…-10 dBFS RMS from step 0",
+        f"training mixture levels -35…-10 -> {recipe.level_db[0]:g}…{recipe.level_db[1]:g} dBFS RMS from step 2"]
+
+
+def test_train_cli_rejects_a_bad_speed_or_level_range(tmp_path):
     import subprocess
     import sys
     (tmp_path / "corpus").mkdir()
     (tmp_path / "corpus" / "manifest.jsonl").write_text("{}\n")
-    for bad in ("1.2,0.8", "fast", "0.9"):
+    for flag, bad in (("--speed", "1.2,0.8"), ("--speed", "fast"), ("--speed", "0.9"), ("--levels", "-10,-35"),
+                      ("--levels", "-20,6")):
         p = subprocess.run([sys.executable, "-m", "audioe2e", "train", "run", "enhancer-tiny", "--corpus",
-                            str(tmp_path / "corpus"), "--run", str(tmp_path / "run"), "--speed", bad],
+                            str(tmp_path / "corpus"), "--run", str(tmp_path / "run"), f"{flag}={bad}"],
                            capture_output=True, text=True, timeout=120)
-        assert p.returncode == 2 and p.stderr.strip().startswith("error: --speed must be LOW,HIGH"), p.stderr
-        assert not (tmp_path / "run").exists()
+        assert p.returncode == 2 and p.stderr.strip().startswith(f"error: {flag} must be LOW,HIGH"), p.stderr
+        assert len(p.stderr.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
 
 
 def test_a_second_validation_draw_is_its_own_corpus_folder(corpus, tmp_path):

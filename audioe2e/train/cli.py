@@ -31,6 +31,8 @@ def run_cmd(
                               "with this decay (e.g. 0.999), scored beside them at each validation"),
     speed: Optional[str] = typer.Option(None, help="speed-perturbation range LOW,HIGH (default 0.9,1.1, "
                                         "or what a resumed run was saved with); e.g. 0.8,1.25 for more voices"),
+    levels: Optional[str] = typer.Option(None, help="training mixture levels LOW,HIGH in dBFS RMS (default: the "
+                                         "recipe's, mostly -60,-5), e.g. -35,-10 to match an older run"),
 ):
     """Train (or continue) a recipe. Under `torchrun --nproc_per_node N` it runs DDP."""
     import torch
@@ -43,15 +45,8 @@ def run_cmd(
     if ema and not 0.0 < ema < 1.0:
         typer.echo(f"error: --ema must be a decay between 0 and 1, got {ema:g}", err=True)
         raise typer.Exit(2)
-    speed_range = None
-    if speed is not None:
-        try:
-            speed_range = tuple(float(v) for v in speed.split(","))
-        except ValueError:
-            speed_range = ()
-        if len(speed_range) != 2 or not 0.5 <= speed_range[0] <= speed_range[1] <= 2.0:
-            typer.echo(f"error: --speed must be LOW,HIGH with 0.5 ≤ LOW ≤ HIGH ≤ 2, got {speed!r}", err=True)
-            raise typer.Exit(2)
+    speed_range = _range_option("--speed", speed, 0.5, 2.0)
+    level_range = _range_option("--levels", levels, -100.0, 0.0)
     if warmup < 0:
         typer.echo(f"error: --warmup must be 0 or more steps, got {warmup}", err=True)
         raise typer.Exit(2)
@@ -66,11 +61,26 @@ def run_cmd(
     try:
         best = train(rec, corpus, run, steps, resume=resume, device=device,
                      ckpt_minutes=ckpt_minutes, val_every=val_every, batch=batch, seconds=seconds,
-                     lr=lr, seed=seed, init_from=init_from, warmup=warmup, ema=ema, speed=speed_range)
+                     lr=lr, seed=seed, init_from=init_from, warmup=warmup, ema=ema, speed=speed_range,
+                     level_db=level_range)
     except (WarmStartError, FileNotFoundError, FileExistsError) as e:  # bad --init-from / --run
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2)
     typer.echo(f"done: best {best}", err=True)
+
+
+def _range_option(flag: str, text: Optional[str], lo: float, hi: float):
+    """`LOW,HIGH` → (low, high) within [lo, hi], or a one-line usage error (exit 2)."""
+    if text is None:
+        return None
+    try:
+        pair = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        pair = ()
+    if len(pair) != 2 or not lo <= pair[0] <= pair[1] <= hi:
+        typer.echo(f"error: {flag} must be LOW,HIGH with {lo:g} ≤ LOW ≤ HIGH ≤ {hi:g}, got {text!r}", err=True)
+        raise typer.Exit(2)
+    return pair
 
 
 @app.command("export")

@@ -160,7 +160,7 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
           device: str = "cpu", ckpt_minutes: float = 5.0, val_every: int = 500, log_every: int = 25,
           batch: int | None = None, seconds: float | None = None, lr: float | None = None, seed: int = 0,
           init_from: Path | None = None, warmup: int = 0, ema: float = 0.0,
-          speed: tuple[float, float] | None = None):
+          speed: tuple[float, float] | None = None, level_db: tuple[float, float] | None = None):
     """Train `recipe` to `steps` steps in `run` (see the CLI for the options).
 
     `warmup` ramps the learning rate from ~0 to its value over steps 0..warmup−1. Why: Adam's
@@ -176,6 +176,10 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
     `batch` and `seconds` (training segment length) default to the recipe's, or to what a
     resumed run was saved with; a change of segment length is logged as a note.
 
+    `level_db` (low, high) overrides the recipe's training mixture levels (dBFS RMS), e.g. to
+    continue an ablation twin under the range its main model had at those steps; a resumed run
+    takes the recipe's range unless it is given, and a change is logged.
+
     `speed` (low, high) is the speed-perturbation range (data.SPEED when not given; a resumed
     run keeps the range it was saved with unless a new one is given)."""
     from .data import LEVEL_DB, SPEED, Corpus, Mixer, batch as make_batch
@@ -185,6 +189,7 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
     rank, world = _dist()
     dev = torch.device(device)
     batch_arg, seconds_arg = batch, seconds
+    run_level = tuple(level_db) if level_db else tuple(recipe.level_db)
     batch = batch or recipe.batch
     seconds = seconds or recipe.seconds
     torch.manual_seed(seed)  # same initial weights for the same seed (resume overrides them)
@@ -235,13 +240,15 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
             before = meta["loss"] if "loss" in meta else "(not recorded)"
             loss_note = f"loss weights {before} -> {recipe.extra} from step {step}"
         before = tuple(meta.get("level_db", LEVEL_DB))  # runs before the field: the old default
-        if before != tuple(recipe.level_db):
+        if before != run_level:
             level_note = (f"training mixture levels {before[0]:g}…{before[1]:g} -> "
-                          f"{recipe.level_db[0]:g}…{recipe.level_db[1]:g} dBFS RMS from step {step}")
+                          f"{run_level[0]:g}…{run_level[1]:g} dBFS RMS from step {step}")
         saved_speed = tuple(meta.get("speed", SPEED))  # runs before the field: the old default
-    elif last.is_file():
+    elif run_level != tuple(recipe.level_db):  # a fresh run off the recipe's range
+        level_note = f"training mixture levels {run_level[0]:g}…{run_level[1]:g} dBFS RMS from step 0"
+    if last.is_file() and not resume:
         raise FileExistsError(f"{run} already has a checkpoint: pass --resume to continue it")
-    elif init_from is not None:
+    if not (resume and last.is_file()) and init_from is not None:
         warm = f"warm start from {init_from}: {len(warm_start(model, init_from))}/{len(model.state_dict())} tensors"
     if adv is not None and not adv_note and step == 0:
         adv_note = f"adversarial training from step 0: {recipe.adversarial}"
@@ -267,7 +274,7 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
                       f"{run_speed[0]:g}…{run_speed[1]:g} from step {step}")
     elif saved_speed is None and run_speed != SPEED:  # a fresh run off the default
         speed_note = f"speed perturbation {run_speed[0]:g}…{run_speed[1]:g} from step {step}"
-    mixer = Mixer(Corpus(corpus, "train"), seconds, level_db=recipe.level_db, speed=run_speed)
+    mixer = Mixer(Corpus(corpus, "train"), seconds, level_db=run_level, speed=run_speed)
     val = load_valset(corpus, recipe.task) if rank == 0 else None
     val_id = valset_id(corpus, recipe.task)
     valset_changed = meta_val_id is not None and meta_val_id != val_id
@@ -281,7 +288,7 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
         tensors.update(otensors)
         meta = {"step": step, "elapsed": elapsed, "best": best, "optim": scalars, "recipe": recipe.name,
                 "batch": batch, "seconds": seconds, "world": world, "val_id": val_id, "lr_base": base_lr,
-                "loss": recipe.extra, "level_db": list(recipe.level_db), "speed": list(run_speed)}
+                "loss": recipe.extra, "level_db": list(run_level), "speed": list(run_speed)}
         if average is not None:
             tensors.update(average.state_tensors())
             meta["ema"] = average.decay

@@ -579,3 +579,28 @@ def test_a_second_validation_draw_is_its_own_corpus_folder(corpus, tmp_path):
     assert main(["--corpus", str(corpus), "--out", str(tmp_path / "afile")]) == 2
     assert main(["--corpus", str(tmp_path / "nothing"), "--out", str(tmp_path / "y")]) == 2
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_a_draw_that_fails_midway_leaves_nothing_behind(corpus, tmp_path, monkeypatch):
+    """Writing a second draw stops on an error (here: the separation clips): a new folder is
+    removed, an existing one loses only the links made by this call; the corpus is untouched."""
+    from audioe2e.train import valsets
+
+    real = valsets.write_valset
+
+    def fail_on_separate(root, task, **kw):
+        if task == "separate":
+            raise OSError("disk full")
+        return real(root, task, **kw)
+    monkeypatch.setattr(valsets, "write_valset", fail_on_separate)
+    files_before = sorted(p.name for p in corpus.iterdir())
+    with pytest.raises(OSError, match="disk full"):
+        valsets.write_draw(corpus, tmp_path / "new", seed=7, n_enhance=2, n_separate=2)
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "keep.txt").write_text("mine")
+    with pytest.raises(OSError, match="disk full"):
+        valsets.write_draw(corpus, tmp_path / "old", seed=7, n_enhance=2, n_separate=2)
+    assert not any(p.is_symlink() for p in (tmp_path / "old").iterdir())
+    assert (tmp_path / "old" / "keep.txt").read_text() == "mine"
+    assert sorted(p.name for p in corpus.iterdir()) == files_before and (corpus / "speech").is_dir()

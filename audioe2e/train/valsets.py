@@ -116,15 +116,26 @@ def write_draw(corpus_root: str | Path, out: str | Path, seed: int = 999, n_enha
     src, out = Path(corpus_root).resolve(), Path(out)
     if not (src / "manifest.jsonl").is_file():
         raise FileNotFoundError(f"{src}/manifest.jsonl not found (build it with `audioe2e corpus build`)")
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    for name in ("manifest.jsonl", "speech", "noise"):
-        link = out / name
-        if link.is_symlink():  # re-pointed at CORPUS (it may have moved); real files are kept
-            link.unlink()
-        if not link.exists():
-            link.symlink_to(src / name)
-    write_valset(out, "enhance", n=n_enhance, seed=seed)
-    write_valset(out, "separate", n=n_separate, seed=seed)
+    made = []
+    try:
+        for name in ("manifest.jsonl", "speech", "noise"):
+            link = out / name
+            if link.is_symlink():  # re-pointed at CORPUS (it may have moved); real files are kept
+                link.unlink()
+            if not link.exists():
+                link.symlink_to(src / name)
+                made.append(link)
+        write_valset(out, "enhance", n=n_enhance, seed=seed)
+        write_valset(out, "separate", n=n_separate, seed=seed)
+    except BaseException:  # nothing half-made stays: a new folder goes, else the links made here
+        if created:
+            shutil.rmtree(out, ignore_errors=True)  # removes links, never follows them
+        else:
+            for link in made:
+                link.unlink(missing_ok=True)
+        raise
     return out
 
 

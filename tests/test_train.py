@@ -527,6 +527,21 @@ def test_a_resumed_run_keeps_its_batch_and_segment_length(corpus, tmp_path):
     assert [n for n in notes if n.startswith("training segments")] == ["training segments 0.5 s -> 0.25 s from step 2"]
 
 
+def test_resume_with_init_from_on_an_empty_run_warm_starts(corpus, tmp_path):
+    """`--resume --init-from W` on a run folder without a checkpoint warm-starts from W; once
+    the run has a checkpoint, --resume continues it instead (no second warm start)."""
+    recipe = get_recipe("enhancer-tiny")
+    kw = dict(batch=2, seconds=0.5, val_every=1000, log_every=1)
+    train(recipe, corpus, tmp_path / "parent", steps=1, **kw)
+    weights = tmp_path / "parent" / "last.safetensors"
+    run = tmp_path / "child"
+    train(recipe, corpus, run, steps=1, resume=True, init_from=weights, **kw)
+    train(recipe, corpus, run, steps=2, resume=True, init_from=weights, **kw)
+    notes = [json.loads(l).get("note", "") for l in (run / "log.jsonl").read_text().splitlines()]
+    warm = [n for n in notes if n.startswith("warm start")]
+    assert len(warm) == 1 and warm[0].startswith(f"warm start from {weights}: ")
+
+
 def test_levels_override_the_recipes_mixture_levels_and_are_noted(corpus, tmp_path):
     """`--levels` trains on another level range (saved with the run, noted); a resume without
     it goes back to the recipe's range, noted too."""

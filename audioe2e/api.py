@@ -291,18 +291,17 @@ def run_enhance(inputs: Sequence[str | Input], output: Optional[str] = None, mod
                 subtype: Optional[str] = None, clip: str = "clamp", progress: bool = False,
                 block: int = BLOCK, **batch) -> list[FileReport]:
     """Enhance each input; `atten_lim_db`/`wet` go to `model.make_streamer`. `atten_lim_db`
-    None takes the model's default noise floor (stored in its manifest entry, see
-    `registry.default_atten_lim_db`: 30 dB for the tiny model, none for the default one); inf
-    (or None where the model has no default) gives the network's raw output."""
+    None takes the loaded weights' default noise floor (`model.default_atten_lim_db`, from
+    their manifest entry: 30 dB for the tiny model, none for the default one); inf (or None
+    where the model has no default) gives the network's raw output."""
     if wet is not None and not 0.0 <= wet <= 1.0:
         raise UsageError("--mix must be between 0 and 1")
     if atten_lim_db is not None and math.isnan(atten_lim_db):
         raise UsageError("--atten-lim must be a number of dB (or inf for no limit)")
     name = "enhancer-tiny" if tiny else "enhancer"
     model, device = _prepare(model, name, device, threads)
-    if atten_lim_db is None:  # the model's default noise floor (its manifest entry)
-        from .registry import default_atten_lim_db
-        atten_lim_db = default_atten_lim_db(getattr(model, "model_name", ""))
+    if atten_lim_db is None:  # the loaded weights' default noise floor (their manifest entry)
+        atten_lim_db = getattr(model, "default_atten_lim_db", None)
     elif math.isinf(atten_lim_db):  # no limit: the raw model output (and valid JSON: null)
         atten_lim_db = None
     kw = {k: v for k, v in (("atten_lim_db", atten_lim_db), ("wet", wet)) if v is not None}

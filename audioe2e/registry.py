@@ -40,9 +40,12 @@ TWIN_NAMES = {
 # harmonics, and the holes read as distortion; a floor trades 30 dB of residual noise for them.
 # The default enhancer gained +0.007 at 30 dB (its deep filter leaves fewer holes): no floor.
 def default_atten_lim_db(name: str) -> float | None:
-    """The noise floor `enhance` uses for model `name` when none is asked (None: no floor)."""
-    lim = manifest().get(name, {}).get("atten_lim_db")
-    return None if lim is None else float(lim)
+    """The noise floor `enhance` uses for model `name` when none is asked (None: no floor; a
+    loaded model carries it as `model.default_atten_lim_db`)."""
+    try:
+        return model_info(name).atten_lim_db
+    except ModelNotAvailable:
+        return None
 
 
 class ModelNotAvailable(RuntimeError):
@@ -69,6 +72,7 @@ class ModelInfo:
     file: Path
     sha256: str
     card: dict[str, Any]
+    atten_lim_db: float | None = None  # the enhancers' default noise floor for these weights
 
 
 def model_info(name: str) -> ModelInfo:
@@ -82,7 +86,8 @@ def model_info(name: str) -> ModelInfo:
         raise ModelNotAvailable(f"model '{name}': weights file {file} is missing")
     card_path = file.with_suffix(".json")
     card = json.loads(card_path.read_text()) if card_path.is_file() else {}
-    return ModelInfo(name, MODEL_NAMES[name], file, entry["sha256"], card)
+    lim = entry.get("atten_lim_db")
+    return ModelInfo(name, MODEL_NAMES[name], file, entry["sha256"], card, None if lim is None else float(lim))
 
 
 def build_model(config: dict[str, Any]):
@@ -114,6 +119,7 @@ def load_model(name: str, device: str = "cpu", engine: str = "torch"):
         raise ModelNotAvailable(f"model '{name}': {e}") from None
     if model is not None:
         model.model_name, model.weights_sha256, model.card = name, info.sha256, info.card
+        model.default_atten_lim_db = info.atten_lim_db
     return model
 
 
@@ -156,6 +162,6 @@ def list_models() -> list[dict[str, Any]]:
                    latency_ms=meta.get("latency_ms"), metrics=info.card.get("metrics", {}),
                    val_id=info.card.get("val_id"))
         if task == "enhance":  # what `enhance` mixes back by default (None: no floor)
-            row["default_atten_lim_db"] = default_atten_lim_db(name)
+            row["default_atten_lim_db"] = info.atten_lim_db
         rows.append(row)
     return rows

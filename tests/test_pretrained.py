@@ -84,6 +84,7 @@ def test_tiny_enhance_keeps_its_default_noise_floor_and_says_so(tmp_path):
 
     model = get("enhancer-tiny")
     assert default_atten_lim_db("enhancer-tiny") == 30.0 and default_atten_lim_db("enhancer") is None
+    assert model.default_atten_lim_db == 30.0 and get("enhancer").default_atten_lim_db is None
     torch.manual_seed(0)
     clean = voiced(150.0, seconds=2.0)
     noisy = (clean + 0.02 * torch.randn_like(clean)).numpy()

@@ -13,7 +13,7 @@ import io
 import numpy as np
 
 from ..mixback import floor_gain, mix_back
-from ..registry import TWIN_NAMES, ModelNotAvailable, build_model, default_atten_lim_db, load_model, models_dir
+from ..registry import TWIN_NAMES, ModelNotAvailable, build_model, load_model, models_dir
 
 
 def load(name: str):
@@ -45,10 +45,10 @@ def enhance_raw(model, x: np.ndarray) -> np.ndarray:
 
 def enhance(model, x: np.ndarray) -> np.ndarray:
     """`[T]` → `[T]` as `audioe2e enhance` gives it: with the model's default noise floor
-    (`registry.default_atten_lim_db`, from its manifest entry: the input mixed back that many
-    dB down, as the CLI's streamer does on the same time-aligned samples)."""
+    (`model.default_atten_lim_db`, set from its manifest entry when loaded: the input mixed back
+    that many dB down, as the CLI's streamer does on the same time-aligned samples)."""
     y = enhance_raw(model, x)
-    lim = default_atten_lim_db(getattr(model, "model_name", ""))
+    lim = getattr(model, "default_atten_lim_db", None)
     return y if lim is None else mix_back(y, np.asarray(x, np.float32), floor_gain(lim)).astype(np.float32)
 
 

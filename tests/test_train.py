@@ -88,6 +88,28 @@ def test_resume_reaches_the_same_state(corpus, tmp_path):
     train_straight_and_split(get_recipe("enhancer-tiny"), corpus, tmp_path)
 
 
+def test_a_resume_drops_what_the_stopped_run_logged_after_its_checkpoint(corpus, tmp_path):
+    """A run killed between checkpoints has logged steps that its resume trains again: the
+    log keeps one line per step and says what it dropped."""
+    recipe = get_recipe("enhancer-tiny")
+    kw = dict(batch=2, seconds=0.5, val_every=1000, log_every=1)
+    run = tmp_path / "r"
+    train(recipe, corpus, run, steps=2, **kw)
+    log = run / "log.jsonl"
+    with open(log, "a") as f:  # what a process killed at step 3, after its last checkpoint, leaves
+        f.write(json.dumps({"note": "EMA of the weights dropped from step 2", "step": 2}) + "\n")
+        f.write(json.dumps({"loss": 0.0, "step": 3}) + "\n")
+    train(recipe, corpus, run, steps=4, resume=True, **kw)
+    rows = [json.loads(l) for l in log.read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3, 4]
+    notes = [r["note"] for r in rows if "note" in r]
+    assert "EMA of the weights dropped from step 2" not in notes
+    assert "resumed from the step-2 checkpoint: 2 log lines written after it by the stopped run " \
+           "(steps 2–3) dropped" in notes
+    train(recipe, corpus, run, steps=5, resume=True, **kw)  # a clean stop: nothing to drop
+    assert sum("log lines written after it" in l for l in log.read_text().splitlines()) == 1
+
+
 def test_refuses_to_overwrite_a_run_without_resume(corpus, tmp_path):
     recipe = get_recipe("enhancer-tiny")
     train(recipe, corpus, tmp_path / "r", steps=1, batch=2, seconds=0.5, val_every=1000)
@@ -356,6 +378,67 @@ def test_a_plain_run_resumed_adversarially_starts_a_fresh_discriminator_and_says
     assert load_weights(run / "last.safetensors")[2]["adv_start"] == 2
 
 
+def _metric_enhancer(warmup=1):
+    from dataclasses import replace
+    rec = get_recipe("enhancer-gru-df-metric")
+    return replace(rec, adversarial=dict(rec.adversarial, warmup=warmup, examples=2))
+
+
+def test_metric_gan_resumes_bit_for_bit_and_never_ships_the_critic(corpus, tmp_path):
+    """The default enhancer's MetricGAN+ fine-tuning: the PESQ critic trains every step (on
+    the output and the noisy input), the enhancer gets its term after the critic's warm-up,
+    a resume reaches the uninterrupted run's state, and an export carries only the enhancer."""
+    from audioe2e.train.export import export_run
+    a, _ = train_straight_and_split(_metric_enhancer(), corpus, tmp_path)
+    assert any(k.startswith("disc.") for k in a[0]) and any(k.startswith("doptim.") for k in a[0])
+    logs = [json.loads(l) for l in (tmp_path / "split" / "log.jsonl").read_text().splitlines()]
+    rows = [r for r in logs if "loss" in r]
+    assert all("d_loss" in r and "train_pesq" in r for r in rows)
+    assert "g_metric" not in rows[0] and all("g_metric" in r for r in rows[1:])  # warm-up: 1 step
+    export_run(tmp_path / "split", "enhancer", tmp_path / "models", None, "last")
+    exported = load_weights(tmp_path / "models" / "enhancer.safetensors")[0]
+    assert not any(k.startswith(("disc.", "doptim.", "optim.")) for k in exported)
+
+
+def test_changed_critic_options_are_noted_on_resume(corpus, tmp_path):
+    kw = dict(batch=2, seconds=0.5, val_every=1000, log_every=1)
+    run = tmp_path / "r"
+    train(_metric_enhancer(), corpus, run, steps=1, **kw)
+    from dataclasses import replace
+    heavier = replace(_metric_enhancer(), adversarial=dict(_metric_enhancer().adversarial, weight=3.0))
+    train(heavier, corpus, run, steps=2, resume=True, **kw)
+    notes = [json.loads(l).get("note", "") for l in (run / "log.jsonl").read_text().splitlines()]
+    assert any(n.startswith("adversarial options") and "'weight': 3.0" in n for n in notes)
+
+
+def test_pesq_targets_rank_clean_over_noisy_and_skip_silence():
+    """The critic's regression targets: 1 for clean, lower for noisier copies; silence (no
+    utterance for PESQ) is NaN, which the critic's loss leaves out."""
+    from audioe2e.train.metric_gan import normalised_pesq
+    t = np.arange(32000) / 16000
+    x = (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t) ** 2) * sum(
+        np.sin(2 * np.pi * (150 + 20 * np.sin(2 * np.pi * 2 * t)) * k * t) / k for k in range(1, 10)) * 0.1
+    n = np.random.default_rng(0).standard_normal(len(t))
+    ref = torch.tensor(np.stack([x, x, x, 0 * x]), dtype=torch.float32)
+    deg = torch.tensor(np.stack([x, x + 0.003 * n, x + 0.1 * n, 0 * x]), dtype=torch.float32)
+    with np.errstate(invalid="ignore"):
+        q = normalised_pesq(ref, deg)
+    assert q[0] > 0.95 and q[0] > q[1] > q[2] >= 0 and torch.isnan(q[3])
+
+
+def test_metric_critic_learns_to_tell_clean_from_noisy():
+    """A few critic updates on one batch move its predictions toward the PESQ targets."""
+    from audioe2e.train.metric_gan import MetricGAN
+    torch.manual_seed(0)
+    t = torch.arange(16000) / 16000
+    x = torch.stack([sum(torch.sin(2 * torch.pi * f * k * t) / k for k in range(1, 8)) * 0.1 for f in (130, 190)])
+    noisy = x + 0.05 * torch.randn_like(x)
+    mg = MetricGAN(examples=2, lr=2e-3)
+    losses = [mg.discriminator_step(noisy, x, s, mix=noisy) for s in range(30)]
+    assert losses[-1] < 0.5 * losses[0]
+    assert (mg.disc(x, x) > mg.disc(noisy, x)).all()
+
+
 @pytest.mark.parametrize("recipe", ["enhancer-tiny", "codec-gan"])  # codec-gan: the VQ loss + the discriminator
 def test_training_runs_distributed_under_torchrun(corpus, tmp_path, recipe):
     """Two DDP ranks (gloo, CPU) train a few steps and leave one log and one checkpoint that
@@ -449,6 +532,22 @@ def test_ema_resumes_to_the_same_state_and_best_names_its_weights(corpus, tmp_pa
     want = max(vals, key=lambda r: max(r["val"]["score"], r["val_ema"]["score"]))
     assert best_meta["step"] == want["step"]
     assert best_meta["weights"] == ("ema" if want["val_ema"]["score"] > want["val"]["score"] else "raw")
+
+
+def test_a_plain_resume_keeps_the_moving_average_and_ema_0_drops_it(corpus, tmp_path):
+    recipe = get_recipe("enhancer-tiny")
+    kw = dict(batch=2, seconds=0.5, val_every=1000, log_every=1)
+    run = tmp_path / "r"
+    train(recipe, corpus, run, steps=1, ema=0.5, **kw)
+    train(recipe, corpus, run, steps=2, resume=True, **kw)
+    state, _, meta = load_weights(run / "last.safetensors")
+    assert meta["ema"] == 0.5 and any(k.startswith("ema.") for k in state)
+    train(recipe, corpus, run, steps=3, resume=True, ema=0.0, **kw)
+    state, _, meta = load_weights(run / "last.safetensors")
+    assert "ema" not in meta and not any(k.startswith("ema.") for k in state)
+    notes = [json.loads(l).get("note", "") for l in (run / "log.jsonl").read_text().splitlines()]
+    assert notes.count("EMA of the weights dropped from step 2") == 1
+    assert not any("dropped from step 1" in n for n in notes)
 
 
 def test_export_of_the_moving_average_ships_it_with_its_scores(corpus, tmp_path):

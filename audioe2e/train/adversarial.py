@@ -44,6 +44,8 @@ class Adversarial:
         self.last: dict = {}
         self.start = 0  # the step the adversarial training began at (warm-up counts from it)
 
+    # `mix` (the network's input) is passed by the loop for train.metric_gan; unused here.
+
     def _crop(self, est: torch.Tensor, ref: torch.Tensor, step: int):
         if self.examples:  # batches are random draws, so the first n are a random subset
             est, ref = est[:self.examples], ref[:self.examples]
@@ -54,7 +56,7 @@ class Adversarial:
         o = int(torch.randint(0, t - self.crop + 1, (1,), generator=g))
         return est[..., o:o + self.crop], ref[..., o:o + self.crop]
 
-    def generator_loss(self, est: torch.Tensor, ref: torch.Tensor, step: int) -> torch.Tensor:
+    def generator_loss(self, est: torch.Tensor, ref: torch.Tensor, step: int, mix=None) -> torch.Tensor:
         """weight × hinge(D(est)) + fm_weight × relative feature matching; 0 during warm-up
         (the discriminator learns alone first, so its first gradients are not noise)."""
         if step - self.start < self.warmup:
@@ -79,7 +81,7 @@ class Adversarial:
         self.last.update(g_adv=adv.item(), g_fm=fm.item())
         return self.weight * adv + self.fm_weight * fm
 
-    def discriminator_step(self, est: torch.Tensor, ref: torch.Tensor, step: int) -> float:
+    def discriminator_step(self, est: torch.Tensor, ref: torch.Tensor, step: int, mix=None) -> float:
         """One hinge-loss update of the discriminator on (detached output, reference)."""
         e, r = self._crop(est.detach(), ref, step)
         loss = 0.0

@@ -27,8 +27,9 @@ def run_cmd(
                                              "(tensors whose name and shape match)"),
     warmup: int = typer.Option(0, help="ramp the learning rate up linearly over the run's first "
                                "STEPS steps (for warm starts that add zero-initialised layers)"),
-    ema: float = typer.Option(0.0, help="also keep an exponential moving average of the weights "
-                              "with this decay (e.g. 0.999), scored beside them at each validation"),
+    ema: Optional[float] = typer.Option(None, help="also keep an exponential moving average of the weights "
+                                        "with this decay (e.g. 0.999), scored beside them at each validation; "
+                                        "a resumed run keeps its own unless given (0 drops it)"),
     speed: Optional[str] = typer.Option(None, help="speed-perturbation range LOW,HIGH (default 0.9,1.1, "
                                         "or what a resumed run was saved with); e.g. 0.8,1.25 for more voices"),
     levels: Optional[str] = typer.Option(None, help="training mixture levels LOW,HIGH in dBFS RMS (default: the "
@@ -42,7 +43,7 @@ def run_cmd(
 
     if threads:
         torch.set_num_threads(threads)
-    if ema and not 0.0 < ema < 1.0:
+    if ema is not None and ema != 0.0 and not 0.0 < ema < 1.0:
         typer.echo(f"error: --ema must be a decay between 0 and 1, got {ema:g}", err=True)
         raise typer.Exit(2)
     speed_range = _range_option("--speed", speed, 0.5, 2.0)

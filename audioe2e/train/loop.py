@@ -140,6 +140,39 @@ def _score_kind(best: dict, task: str) -> str:
     return best.get("score_kind") or ("-mrstft" if task == "codec" else "si_sdr")
 
 
+def _count_lines(path: Path) -> int:
+    return len(path.read_text().splitlines()) if path.is_file() else 0
+
+
+def _drop_log_after_checkpoint(path: Path, step: int, meta: dict) -> str | None:
+    """A run stopped between checkpoints logged steps that its resume will train again:
+    keep the log as it was when the checkpoint was saved (`log_lines` in its meta) and say
+    what was dropped. Why: otherwise the log holds those steps twice, and notes of a resume
+    that saved nothing (e.g. a setting changed, then the process killed) read as history."""
+    n = meta.get("log_lines")
+    lines = path.read_text().splitlines() if path.is_file() else []
+    if n is None or len(lines) <= n:  # older checkpoints, or a log that was replaced
+        return None
+    tail = lines[n:]
+    steps = [json.loads(l).get("step") for l in tail if l.strip()]
+    steps = [s for s in steps if isinstance(s, int)]
+    path.write_text("".join(l + "\n" for l in lines[:n]))
+    span = f" (steps {min(steps)}–{max(steps)})" if steps else ""
+    return (f"resumed from the step-{step} checkpoint: {len(tail)} log lines written after it by the "
+            f"stopped run{span} dropped")
+
+
+def make_adversary(options: dict, sample_rate: int, device):
+    """The recipe's extra learned critic: `kind` "metric" is train.metric_gan's PESQ
+    predictor (enhancers), otherwise train.adversarial's STFT discriminator (codec)."""
+    options = dict(options)
+    if options.pop("kind", "stft") == "metric":
+        from .metric_gan import MetricGAN
+        return MetricGAN(**options, sample_rate=sample_rate, device=device)
+    from .adversarial import Adversarial
+    return Adversarial(**options, sample_rate=sample_rate, device=device)
+
+
 class _ModelWithLoss(torch.nn.Module):
     """The model and its training loss as one module, so that DDP's search for unused
     parameters starts from the loss: the codec's VQ codebook/commitment loss is a side output
@@ -159,7 +192,7 @@ class _ModelWithLoss(torch.nn.Module):
 def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = False,
           device: str = "cpu", ckpt_minutes: float = 5.0, val_every: int = 500, log_every: int = 25,
           batch: int | None = None, seconds: float | None = None, lr: float | None = None, seed: int = 0,
-          init_from: Path | None = None, warmup: int = 0, ema: float = 0.0,
+          init_from: Path | None = None, warmup: int = 0, ema: float | None = None,
           speed: tuple[float, float] | None = None, level_db: tuple[float, float] | None = None):
     """Train `recipe` to `steps` steps in `run` (see the CLI for the options).
 
@@ -172,6 +205,7 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
 
     `ema` > 0 keeps an exponential moving average of the weights with that decay (see ema.py);
     validation then scores both and the best checkpoint is whichever of the two is better.
+    None keeps what a resumed run was saved with (none for a fresh run); 0 drops it.
 
     `batch` and `seconds` (training segment length) default to the recipe's, or to what a
     resumed run was saved with; a change of segment length is logged as a note.
@@ -197,8 +231,7 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr or recipe.lr)
     adv = None
     if recipe.adversarial:
-        from .adversarial import Adversarial
-        adv = Adversarial(**recipe.adversarial, sample_rate=model.sample_rate, device=dev)
+        adv = make_adversary(recipe.adversarial, model.sample_rate, dev)
     step, elapsed, best, meta_val_id, warm, lr_note, loss_note = 0, 0.0, None, None, None, None, None
     level_note = speed_note = saved_speed = seconds_note = None
     adv_note = world_note = ema_note = None
@@ -206,7 +239,8 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
     ema_before = 0.0
     last = run / "last.safetensors"
     base_lr = opt.param_groups[0]["lr"]  # the run's rate; during --warmup the optimiser holds a fraction of it
-    if resume and last.is_file():
+    resumed = resume and last.is_file()
+    if resumed:
         state, config, meta = load_weights(last)
         model.load_state_dict(model_tensors(state))
         load_optimizer_state(opt, {k: v for k, v in state.items() if k.startswith("optim.")}, meta["optim"])
@@ -220,11 +254,15 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
         if adv is not None:
             if adv.load_state_tensors(state, meta.get("disc_optim")):
                 adv.start = meta.get("adv_start", 0)
+                if meta.get("adversarial") not in (None, recipe.adversarial):
+                    adv_note = f"adversarial options {meta['adversarial']} -> {recipe.adversarial} from step {step}"
             else:
                 adv.start = step
                 adv_note = f"adversarial training from step {step}: {recipe.adversarial}"
         meta_val_id = meta.get("val_id", "")
         ema_state, ema_before = WeightAverage.from_checkpoint(state), meta.get("ema", 0.0)
+        if ema is None:  # a plain --resume keeps the run's average (it used to drop it)
+            ema = ema_before
         base_lr = meta.get("lr_base", opt.param_groups[0]["lr"])
         if lr and lr != base_lr:
             lr_note = f"learning rate {base_lr:g} -> {lr:g} from step {step}"
@@ -280,7 +318,9 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
     valset_changed = meta_val_id is not None and meta_val_id != val_id
     if valset_changed:
         best = None  # a rewritten valset: old scores are not comparable
+    stopped_note = _drop_log_after_checkpoint(run / "log.jsonl", step, meta) if resumed and rank == 0 else None
     log = open(run / "log.jsonl", "a") if rank == 0 else None
+    log_lines = _count_lines(run / "log.jsonl") if rank == 0 else 0
 
     def save():
         tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
@@ -288,7 +328,8 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
         tensors.update(otensors)
         meta = {"step": step, "elapsed": elapsed, "best": best, "optim": scalars, "recipe": recipe.name,
                 "batch": batch, "seconds": seconds, "world": world, "val_id": val_id, "lr_base": base_lr,
-                "loss": recipe.extra, "level_db": list(run_level), "speed": list(run_speed)}
+                "loss": recipe.extra, "level_db": list(run_level), "speed": list(run_speed),
+                "log_lines": log_lines}
         if average is not None:
             tensors.update(average.state_tensors())
             meta["ema"] = average.decay
@@ -299,12 +340,14 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
         save_weights(last, tensors, model.config_dict(), meta)
 
     def emit(rec):
+        nonlocal log_lines
+        log_lines += 1
         rec.update(step=step, elapsed_h=round(elapsed / 3600, 4), time=time.strftime("%Y-%m-%dT%H:%M:%S"))
         log.write(json.dumps(rec) + "\n")
         log.flush()
         print(json.dumps(rec), flush=True)
 
-    for note in (warm, lr_note, loss_note, level_note, speed_note, seconds_note, world_note, adv_note, ema_note):
+    for note in (stopped_note, warm, lr_note, loss_note, level_note, speed_note, seconds_note, world_note, adv_note, ema_note):
         if note and rank == 0:
             emit({"note": note})
     if valset_changed and rank == 0:  # export starts the card's validation history after this note
@@ -325,7 +368,7 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
         x, y = x.to(dev), y.to(dev)
         loss, est = net(x, y)
         if adv is not None:
-            loss = loss + adv.generator_loss(est, y, step)
+            loss = loss + adv.generator_loss(est, y, step, mix=x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -334,7 +377,7 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
             if average is not None:
                 average.update(model)
         if adv is not None:  # on this step's (detached) output, once the generator has stepped
-            adv.discriminator_step(est, y, step)
+            adv.discriminator_step(est, y, step, mix=x)
         step += 1
         elapsed += time.time() - t0
         running.append(loss.item())

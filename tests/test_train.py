@@ -99,12 +99,13 @@ def test_a_resume_drops_what_the_stopped_run_logged_after_its_checkpoint(corpus,
     with open(log, "a") as f:  # what a process killed at step 3, after its last checkpoint, leaves
         f.write(json.dumps({"note": "EMA of the weights dropped from step 2", "step": 2}) + "\n")
         f.write(json.dumps({"loss": 0.0, "step": 3}) + "\n")
+        f.write('{"loss": -3.1, "grad_n')  # killed mid-line
     train(recipe, corpus, run, steps=4, resume=True, **kw)
     rows = [json.loads(l) for l in log.read_text().splitlines()]
     assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3, 4]
     notes = [r["note"] for r in rows if "note" in r]
     assert "EMA of the weights dropped from step 2" not in notes
-    assert "resumed from the step-2 checkpoint: 2 log lines written after it by the stopped run " \
+    assert "resumed from the step-2 checkpoint: 3 log lines written after it by the stopped run " \
            "(steps 2–3) dropped" in notes
     train(recipe, corpus, run, steps=5, resume=True, **kw)  # a clean stop: nothing to drop
     assert sum("log lines written after it" in l for l in log.read_text().splitlines()) == 1

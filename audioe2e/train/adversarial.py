@@ -43,8 +43,7 @@ class Adversarial:
         self.opt = torch.optim.Adam(self.disc.parameters(), lr=lr, betas=(0.5, 0.9))
         self.last: dict = {}
         self.start = 0  # the step the adversarial training began at (warm-up counts from it)
-
-    # `mix` (the network's input) is passed by the loop for train.metric_gan; unused here.
+        # Both steps take `mix` (the network's input) because train.metric_gan uses it; unused here.
 
     def _crop(self, est: torch.Tensor, ref: torch.Tensor, step: int):
         if self.examples:  # batches are random draws, so the first n are a random subset

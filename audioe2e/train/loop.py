@@ -154,7 +154,12 @@ def _drop_log_after_checkpoint(path: Path, step: int, meta: dict) -> str | None:
     if n is None or len(lines) <= n:  # older checkpoints, or a log that was replaced
         return None
     tail = lines[n:]
-    steps = [json.loads(l).get("step") for l in tail if l.strip()]
+    steps = []
+    for line in tail:
+        try:
+            steps.append(json.loads(line).get("step"))
+        except ValueError:  # a line cut short when the process was killed
+            pass
     steps = [s for s in steps if isinstance(s, int)]
     path.write_text("".join(l + "\n" for l in lines[:n]))
     span = f" (steps {min(steps)}–{max(steps)})" if steps else ""

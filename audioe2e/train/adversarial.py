@@ -33,7 +33,32 @@ def _average_over_ranks(params) -> None:
             p.grad /= dist.get_world_size()
 
 
-class Adversarial:
+class CriticCheckpoint:
+    """Checkpointing shared by the loop's critics (`self.disc`, `self.opt`): weights as
+    `disc.*`, Adam state as `doptim.*`."""
+
+    def state_tensors(self) -> tuple[dict, dict]:
+        from .loop import optimizer_state_tensors
+        tensors = {f"disc.{k}": v for k, v in self.disc.state_dict().items()}
+        otensors, scalars = optimizer_state_tensors(self.opt)
+        tensors.update({"d" + k: v for k, v in otensors.items()})  # optim.* → doptim.*
+        return tensors, scalars
+
+    def load_state_tensors(self, state: dict, scalars: dict | None) -> bool:
+        """Restore from a checkpoint's tensors; False when it has no discriminator (a run
+        that becomes adversarial at this resume starts with a fresh one)."""
+        from .loop import load_optimizer_state
+        disc = {k[5:]: v for k, v in state.items() if k.startswith("disc.")}
+        if not disc:
+            return False
+        self.disc.load_state_dict(disc)
+        if scalars:
+            load_optimizer_state(self.opt, {k[1:]: v for k, v in state.items() if k.startswith("doptim.")},
+                                 scalars)
+        return True
+
+
+class Adversarial(CriticCheckpoint):
     def __init__(self, weight: float = 1.0, fm_weight: float = 2.0, channels: int = 16,
                  crop_s: float = 1.0, examples: int = 0, lr: float = 1e-4, warmup: int = 0,
                  sample_rate: int = 16000, device="cpu"):
@@ -94,24 +119,3 @@ class Adversarial:
         self.opt.step()
         self.last["d_loss"] = loss.item()
         return self.last["d_loss"]
-
-    # --- checkpoint --------------------------------------------------------------------
-    def state_tensors(self) -> tuple[dict, dict]:
-        from .loop import optimizer_state_tensors
-        tensors = {f"disc.{k}": v for k, v in self.disc.state_dict().items()}
-        otensors, scalars = optimizer_state_tensors(self.opt)
-        tensors.update({"d" + k: v for k, v in otensors.items()})  # optim.* → doptim.*
-        return tensors, scalars
-
-    def load_state_tensors(self, state: dict, scalars: dict | None) -> bool:
-        """Restore from a checkpoint's tensors; False when it has no discriminator (a run
-        that becomes adversarial at this resume starts with a fresh one)."""
-        from .loop import load_optimizer_state
-        disc = {k[5:]: v for k, v in state.items() if k.startswith("disc.")}
-        if not disc:
-            return False
-        self.disc.load_state_dict(disc)
-        if scalars:
-            load_optimizer_state(self.opt, {k[1:]: v for k, v in state.items() if k.startswith("doptim.")},
-                                 scalars)
-        return True

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from .adversarial import _average_over_ranks
+from .adversarial import CriticCheckpoint, _average_over_ranks
 
 
 def normalised_pesq(ref: torch.Tensor, deg: torch.Tensor, sample_rate: int = 16000) -> torch.Tensor:
@@ -66,7 +66,7 @@ class MetricDiscriminator(nn.Module):
         return self.head(self.convs(h).mean((2, 3))).squeeze(-1)
 
 
-class MetricGAN:
+class MetricGAN(CriticCheckpoint):
     def __init__(self, weight: float = 1.0, examples: int = 8, channels: int = 16, lr: float = 5e-4,
                  warmup: int = 200, sample_rate: int = 16000, device="cpu"):
         self.weight, self.examples, self.warmup, self.sample_rate = weight, examples, warmup, sample_rate
@@ -118,22 +118,3 @@ class MetricGAN:
         q_out = pairs[1][1]
         self.last.update(d_loss=float(loss.detach()), train_pesq=float(torch.nanmean(q_out)) * 3.5 + 1.0)
         return self.last["d_loss"]
-
-    # --- checkpoint (the same names as train.adversarial) ------------------------------
-    def state_tensors(self) -> tuple[dict, dict]:
-        from .loop import optimizer_state_tensors
-        tensors = {f"disc.{k}": v for k, v in self.disc.state_dict().items()}
-        otensors, scalars = optimizer_state_tensors(self.opt)
-        tensors.update({"d" + k: v for k, v in otensors.items()})
-        return tensors, scalars
-
-    def load_state_tensors(self, state: dict, scalars: dict | None) -> bool:
-        from .loop import load_optimizer_state
-        disc = {k[5:]: v for k, v in state.items() if k.startswith("disc.")}
-        if not disc:
-            return False
-        self.disc.load_state_dict(disc)
-        if scalars:
-            load_optimizer_state(self.opt, {k[1:]: v for k, v in state.items() if k.startswith("doptim.")},
-                                 scalars)
-        return True

@@ -71,8 +71,9 @@ _CODEC_ADV = {"weight": 1.0, "fm_weight": 2.0, "channels": 16, "crop_s": 0.5, "e
 # the critic's warm-up (2026-12-03, three batches), the enhancer's gradient norms were 64–75
 # for its reconstruction loss and 9–18 for this term at weight 1 (steps 0–296 ran at 1). At
 # step 1,500 (weight 3) they were 56–68 and 39–47, and validation PESQ-WB had not moved
-# (1.954 → 1.937 raw, 1.958 EMA): weight 10 from step 1,500, to see whether the critic's
-# gradient points anywhere PESQ agrees with.
+# (1.954 → 1.937 raw, 1.958 EMA): weight 10 from step 1,663 (its next checkpoint), to see
+# whether the critic's gradient points anywhere PESQ agrees with. Result (EMA, step 3,000,
+# shipped): +0.028 PESQ-WB on two other validation draws (models/enhancer.md).
 _METRIC_GAN = {"kind": "metric", "weight": 10.0, "examples": 8, "channels": 16, "lr": 5e-4, "warmup": 200}
 _GRU_ENHANCER = dict(arch="gru_enhancer", n_fft=512, hop=256, layers=2, frontend="dense")
 _MASKNET = dict(arch="masknet", n_filters=256, kernel=128, bottleneck=128, hidden=256, layers=7, repeats=2)

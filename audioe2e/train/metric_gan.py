@@ -103,14 +103,11 @@ class MetricGAN(CriticCheckpoint):
         if mix is not None:
             m = self._rows(mix, n)
             pairs.append((m, normalised_pesq(r, m, self.sample_rate)))
-        loss, terms = 0.0, 0
+        loss = 0.0  # the clean pair always counts, so every rank reaches the all-reduce below
         for x, q in pairs:
             ok = torch.isfinite(q)
             if ok.any():
                 loss = loss + (self.disc(x[ok], r[ok]) - q[ok].to(x.device)).pow(2).mean()
-                terms += 1
-        if not terms:
-            return self.last.get("d_loss", 0.0)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         _average_over_ranks(self.disc.parameters())

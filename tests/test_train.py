@@ -412,6 +412,15 @@ def test_changed_critic_options_are_noted_on_resume(corpus, tmp_path):
     assert any(n.startswith("adversarial options") and "'weight': 3.0" in n for n in notes)
 
 
+def test_the_metric_recipe_without_pesq_stops_before_training_with_one_line(corpus, tmp_path, monkeypatch):
+    import audioe2e.train.metric_gan as mg
+    from audioe2e.train.loop import TrainSetupError
+    monkeypatch.setattr(mg, "available", lambda metric: False)
+    with pytest.raises(TrainSetupError, match="the PESQ critic needs the pesq package") as e:
+        train(_metric_enhancer(), corpus, tmp_path / "r", steps=1, batch=2, seconds=0.5, val_every=1000)
+    assert "\n" not in str(e.value) and not (tmp_path / "r").exists()
+
+
 def test_pesq_targets_rank_clean_over_noisy_and_skip_silence():
     """The critic's regression targets: 1 for clean, lower for noisier copies; silence (no
     utterance for PESQ) is NaN, which the critic's loss leaves out."""
@@ -671,6 +680,12 @@ def test_train_cli_rejects_a_bad_speed_or_level_range(tmp_path):
                            capture_output=True, text=True, timeout=120)
         assert p.returncode == 2 and p.stderr.strip().startswith(f"error: {flag} must be LOW,HIGH"), p.stderr
         assert len(p.stderr.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
+    for bad in ("1.5", "-0.1", "1"):
+        p = subprocess.run([sys.executable, "-m", "audioe2e", "train", "run", "enhancer-tiny", "--corpus",
+                            str(tmp_path / "corpus"), "--run", str(tmp_path / "run"), f"--ema={bad}"],
+                           capture_output=True, text=True, timeout=120)
+        assert p.returncode == 2 and p.stderr.strip() == f"error: --ema must be a decay between 0 and 1, got {float(bad):g}"
+        assert not (tmp_path / "run").exists()
 
 
 def test_a_second_validation_draw_is_its_own_corpus_folder(corpus, tmp_path):

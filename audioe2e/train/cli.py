@@ -38,7 +38,7 @@ def run_cmd(
     """Train (or continue) a recipe. Under `torchrun --nproc_per_node N` it runs DDP."""
     import torch
 
-    from .loop import WarmStartError, train
+    from .loop import TrainSetupError, train
     from .recipes import get_recipe
 
     if threads:
@@ -64,7 +64,7 @@ def run_cmd(
                      ckpt_minutes=ckpt_minutes, val_every=val_every, batch=batch, seconds=seconds,
                      lr=lr, seed=seed, init_from=init_from, warmup=warmup, ema=ema, speed=speed_range,
                      level_db=level_range)
-    except (WarmStartError, FileNotFoundError, FileExistsError) as e:  # bad --init-from / --run
+    except (TrainSetupError, FileNotFoundError, FileExistsError) as e:  # bad --init-from / --run, no pesq
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2)
     typer.echo(f"done: best {best}", err=True)

@@ -63,7 +63,11 @@ def load_optimizer_state(opt, tensors: dict, scalars: dict):
     opt.load_state_dict({"state": state, "param_groups": scalars["param_groups"]})
 
 
-class WarmStartError(ValueError):
+class TrainSetupError(ValueError):
+    """A run that cannot start (bad option or missing package): one line for the CLI."""
+
+
+class WarmStartError(TrainSetupError):
     """--init-from weights that share no tensor (name and shape) with the model."""
 
 
@@ -140,19 +144,16 @@ def _score_kind(best: dict, task: str) -> str:
     return best.get("score_kind") or ("-mrstft" if task == "codec" else "si_sdr")
 
 
-def _count_lines(path: Path) -> int:
-    return len(path.read_text().splitlines()) if path.is_file() else 0
-
-
-def _drop_log_after_checkpoint(path: Path, step: int, meta: dict) -> str | None:
-    """A run stopped between checkpoints logged steps that its resume will train again:
-    keep the log as it was when the checkpoint was saved (`log_lines` in its meta) and say
-    what was dropped. Why: otherwise the log holds those steps twice, and notes of a resume
-    that saved nothing (e.g. a setting changed, then the process killed) read as history."""
-    n = meta.get("log_lines")
+def _log_at_checkpoint(path: Path, meta: dict | None) -> tuple[int, str | None]:
+    """(lines the log keeps, note or None). A run stopped between checkpoints logged steps that
+    its resume will train again: keep the log as it was when the checkpoint was saved
+    (`log_lines` in its meta) and say what was dropped. Why: otherwise the log holds those
+    steps twice, and notes of a resume that saved nothing (e.g. a setting changed, then the
+    process killed) read as history."""
     lines = path.read_text().splitlines() if path.is_file() else []
-    if n is None or len(lines) <= n:  # older checkpoints, or a log that was replaced
-        return None
+    n = (meta or {}).get("log_lines")
+    if n is None or len(lines) <= n:  # a fresh run, older checkpoints, or a log that was replaced
+        return len(lines), None
     tail = lines[n:]
     steps = []
     for line in tail:
@@ -163,8 +164,8 @@ def _drop_log_after_checkpoint(path: Path, step: int, meta: dict) -> str | None:
     steps = [s for s in steps if isinstance(s, int)]
     path.write_text("".join(l + "\n" for l in lines[:n]))
     span = f" (steps {min(steps)}–{max(steps)})" if steps else ""
-    return (f"resumed from the step-{step} checkpoint: {len(tail)} log lines written after it by the "
-            f"stopped run{span} dropped")
+    return n, (f"resumed from the step-{meta['step']} checkpoint: {len(tail)} log lines written after it "
+               f"by the stopped run{span} dropped")
 
 
 def make_adversary(options: dict, sample_rate: int, device):
@@ -323,9 +324,10 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
     valset_changed = meta_val_id is not None and meta_val_id != val_id
     if valset_changed:
         best = None  # a rewritten valset: old scores are not comparable
-    stopped_note = _drop_log_after_checkpoint(run / "log.jsonl", step, meta) if resumed and rank == 0 else None
+    log_lines, stopped_note = 0, None
+    if rank == 0:
+        log_lines, stopped_note = _log_at_checkpoint(run / "log.jsonl", meta if resumed else None)
     log = open(run / "log.jsonl", "a") if rank == 0 else None
-    log_lines = _count_lines(run / "log.jsonl") if rank == 0 else 0
 
     def save():
         tensors = {f"model.{k}": v for k, v in model.state_dict().items()}

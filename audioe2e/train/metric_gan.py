@@ -17,23 +17,21 @@ checkpoint names `disc.*` / `doptim.*`, never shipped.
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from ..metrics.perceptual import available, missing, pesq_wb
 from .adversarial import CriticCheckpoint, _average_over_ranks
 
 
 def normalised_pesq(ref: torch.Tensor, deg: torch.Tensor, sample_rate: int = 16000) -> torch.Tensor:
-    """PESQ-WB of each row mapped from [1, 4.5] to [0, 1] (MetricGAN's target scale); NaN
-    where PESQ finds no utterance (those rows are left out of the discriminator's loss)."""
-    from pesq import PesqError, pesq
-    out = []
-    for r, d in zip(ref.detach().cpu().double().numpy(), deg.detach().cpu().double().numpy()):
-        s = pesq(sample_rate, r, d, "wb", on_error=PesqError.RETURN_VALUES)
-        out.append((s - 1.0) / 3.5 if s > 0 else np.nan)
-    return torch.tensor(out, dtype=torch.float32).clamp(max=1.0)
+    """PESQ-WB of each row (`metrics.perceptual.pesq_wb`, the bench's) mapped from [1, 4.5] to
+    [0, 1] (MetricGAN's target scale); NaN where PESQ finds no utterance (those rows are left
+    out of the critic's loss)."""
+    r, d = ref.detach().cpu().numpy(), deg.detach().cpu().numpy()
+    out = [pesq_wb(a, b, sample_rate) for a, b in zip(r, d)]
+    return torch.tensor([(s - 1.0) / 3.5 for s in out], dtype=torch.float32).clamp(max=1.0)
 
 
 class MetricDiscriminator(nn.Module):
@@ -69,6 +67,9 @@ class MetricDiscriminator(nn.Module):
 class MetricGAN(CriticCheckpoint):
     def __init__(self, weight: float = 1.0, examples: int = 8, channels: int = 16, lr: float = 5e-4,
                  warmup: int = 200, sample_rate: int = 16000, device="cpu"):
+        if not available("pesq_wb"):  # before any step, not as a traceback in the first one
+            from .loop import TrainSetupError
+            raise TrainSetupError(f"the PESQ critic needs the pesq package: {missing('pesq')}")
         self.weight, self.examples, self.warmup, self.sample_rate = weight, examples, warmup, sample_rate
         self.disc = MetricDiscriminator(channels=channels).to(device)
         self.opt = torch.optim.Adam(self.disc.parameters(), lr=lr)

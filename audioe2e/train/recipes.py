@@ -60,12 +60,6 @@ _CODEC_SISDR_STFT = {"stft_weight": 1.0}
 # weight 1: reconstruction 10–40, adversarial 2.1–2.8, feature matching 0.4–0.6.
 _CODEC_ADV = {"weight": 1.0, "fm_weight": 2.0, "channels": 16, "crop_s": 0.5, "examples": 4, "lr": 2e-4,
               "warmup": 300}
-# Default enhancer v2 (2026-12-02, third session): the tiny enhancer's design at 32 ms frames
-# (n 512, hop 256: 31 Hz bins resolve pitch harmonics, which the TasNet enhancer's 8 ms
-# kernels cannot) with a dense learned DFT-initialised transform and a GRU of 256 or 384 units
-# (1.45 M / 2.50 M parameters). Why: the 1.54 M TasNet enhancer ended level with the 84 k tiny
-# model in PESQ-WB (1.79 vs 1.75), so its capacity was not the limit; its time-frequency grid
-# was the suspect. Measured on one thread, batch 16 × 3 s: 1.3 / 1.6 s per step (tiny: 1.5).
 # MetricGAN+ critic for the default enhancer (train.metric_gan): PESQ on the first 8 of the 16
 # clips per step; the critic learns alone for its first 200 steps. Weight 3: measured after
 # the critic's warm-up (2026-12-03, three batches), the enhancer's gradient norms were 64–75
@@ -75,7 +69,14 @@ _CODEC_ADV = {"weight": 1.0, "fm_weight": 2.0, "channels": 16, "crop_s": 0.5, "e
 # whether the critic's gradient points anywhere PESQ agrees with. Result (EMA, step 3,000,
 # shipped): +0.028 PESQ-WB on two other validation draws (models/enhancer.md).
 _METRIC_GAN = {"kind": "metric", "weight": 10.0, "examples": 8, "channels": 16, "lr": 5e-4, "warmup": 200}
+# Default enhancer v2 (2026-12-02, third session): the tiny enhancer's design at 32 ms frames
+# (n 512, hop 256: 31 Hz bins resolve pitch harmonics, which the TasNet enhancer's 8 ms
+# kernels cannot) with a dense learned DFT-initialised transform and a GRU of 256 or 384 units
+# (1.45 M / 2.50 M parameters). Why: the 1.54 M TasNet enhancer ended level with the 84 k tiny
+# model in PESQ-WB (1.79 vs 1.75), so its capacity was not the limit; its time-frequency grid
+# was the suspect. Measured on one thread, batch 16 × 3 s: 1.3 / 1.6 s per step (tiny: 1.5).
 _GRU_ENHANCER = dict(arch="gru_enhancer", n_fft=512, hop=256, layers=2, frontend="dense")
+_GRU_DF = dict(_GRU_ENHANCER, hidden=256, df_bins=128, df_order=3)  # the shipped default enhancer's network
 _MASKNET = dict(arch="masknet", n_filters=256, kernel=128, bottleneck=128, hidden=256, layers=7, repeats=2)
 
 RECIPES: dict[str, Recipe] = {
@@ -105,13 +106,12 @@ RECIPES: dict[str, Recipe] = {
     # Deep filter (nets/tiny.py; DeepFilterNet's idea) on the lowest 128 bins (0–4 kHz) with
     # 3 taps (this frame and the 2 before: no added latency); warm-started from enhancer-gru,
     # whose function it starts as (the filter head and the new input columns are zero).
-    "enhancer-gru-df": Recipe("enhancer-gru-df", "enhance", dict(_GRU_ENHANCER, hidden=256, df_bins=128, df_order=3),
+    "enhancer-gru-df": Recipe("enhancer-gru-df", "enhance", _GRU_DF,
                               batch=16, seconds=3.0, extra=_TINY_SISDR_COMPRESSED),
     # The shipped default enhancer fine-tuned with a MetricGAN+ PESQ-WB critic added to its
     # loss (train.metric_gan); warm-started or resumed from enhancer-gru-df, same network.
-    "enhancer-gru-df-metric": Recipe("enhancer-gru-df-metric", "enhance",
-                                     dict(_GRU_ENHANCER, hidden=256, df_bins=128, df_order=3),
-                                     batch=16, seconds=3.0, extra=_TINY_SISDR_COMPRESSED, adversarial=_METRIC_GAN),
+    "enhancer-gru-df-metric": Recipe("enhancer-gru-df-metric", "enhance", _GRU_DF, batch=16, seconds=3.0,
+                                     extra=_TINY_SISDR_COMPRESSED, adversarial=_METRIC_GAN),
     "enhancer-gru-wide": Recipe("enhancer-gru-wide", "enhance", dict(_GRU_ENHANCER, hidden=384), batch=16,
                                 seconds=3.0, extra=_TINY_SISDR_COMPRESSED),
     "codec": Recipe("codec", "codec", dict(arch="codec"), batch=8, seconds=2.0, lr=1e-3, extra=_CODEC_SISDR_STFT),

@@ -2,6 +2,7 @@
 except the JSON report, which goes to stdout unless stdout carries audio)."""
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from dataclasses import asdict, dataclass, field
@@ -43,6 +44,16 @@ def json_report(command: str, reports: list[FileReport], **meta) -> str:
     counts = {s: sum(r.status == s for r in reports) for s in ("ok", "failed", "skipped")}
     return json.dumps({"command": command, **meta, **counts,
                        "files": [r.to_dict() for r in reports]}, indent=2)
+
+
+class ScriptArgumentParser(argparse.ArgumentParser):
+    """argparse for the developer scripts (`python -m audioe2e.bench.run`, `.bench.ablation`, ...).
+
+    Why: argparse prints the whole usage block before its error; the CLI's rule is one line on
+    stderr and a non-zero exit, and a usage error in `make bench` should read the same."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (--help for usage)\n")
 
 
 def print_error(where: str, reason: str):

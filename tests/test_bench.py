@@ -209,3 +209,19 @@ def test_valset_audio_fingerprint_changes_with_the_audio_not_the_meta(tmp_path):
     x[800] += 1e-3
     sf.write(d / "s1" / "0.wav", x, 16000, subtype="FLOAT")
     assert audio_id(d) != first and folder_id(d) == meta_first
+
+
+def test_dev_script_usage_errors_are_one_line(capsys):
+    """`make bench` and the ablation/draw scripts: a bad option is one stderr line, exit 2."""
+    import pytest
+
+    from audioe2e.bench import ablation, run
+    from audioe2e.train import valsets
+
+    for main, argv, says in [(run.main, ["--sections", "enhance,nope"], "unknown section(s): nope"),
+                             (ablation.main, ["--run", "no-equals-sign"], "--run wants NAME=RUN_DIR"),
+                             (valsets.main, ["--out", "x", "--bogus"], "unrecognized arguments: --bogus")]:
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and err.count("\n") == 1 and says in err and err.startswith("error: ")

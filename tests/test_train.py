@@ -1,5 +1,6 @@
 """Training infrastructure: reproducible mixing, SNR as asked, resume to the same state, export."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -713,7 +714,8 @@ def test_a_second_validation_draw_is_its_own_corpus_folder(corpus, tmp_path):
 
 def test_a_draw_that_fails_midway_leaves_nothing_behind(corpus, tmp_path, monkeypatch):
     """Writing a second draw stops on an error (here: the separation clips): a new folder is
-    removed, an existing one loses only the links made by this call; the corpus is untouched."""
+    removed, an existing one loses only the links made by this call and gets back the ones it
+    re-pointed; the corpus is untouched."""
     from audioe2e.train import valsets
 
     real = valsets.write_valset
@@ -734,3 +736,8 @@ def test_a_draw_that_fails_midway_leaves_nothing_behind(corpus, tmp_path, monkey
     assert not any(p.is_symlink() for p in (tmp_path / "old").iterdir())
     assert (tmp_path / "old" / "keep.txt").read_text() == "mine"
     assert sorted(p.name for p in corpus.iterdir()) == files_before and (corpus / "speech").is_dir()
+    (tmp_path / "old" / "speech").symlink_to(tmp_path / "moved-corpus" / "speech")  # a stale link
+    with pytest.raises(OSError, match="disk full"):
+        valsets.write_draw(corpus, tmp_path / "old", seed=7, n_enhance=2, n_separate=2)
+    assert [p.name for p in (tmp_path / "old").iterdir() if p.is_symlink()] == ["speech"]
+    assert os.readlink(tmp_path / "old" / "speech") == str(tmp_path / "moved-corpus" / "speech")  # put back

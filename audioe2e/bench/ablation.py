@@ -9,7 +9,6 @@ separation (`separate` valset, PIT) runs are both accepted; every run must be of
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from torch import nn
 
+from ..report import ScriptArgumentParser
 from ..checkpoint import load_weights
 from ..registry import build_model
 from ..train.loop import model_tensors
@@ -145,7 +145,7 @@ def to_markdown(res: dict) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m audioe2e.bench.ablation", description=__doc__.split("\n\n")[0])
+    ap = ScriptArgumentParser(prog="python -m audioe2e.bench.ablation", description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", action="append", required=True, metavar="NAME=RUN_DIR",
                     help="A twin: display name = run folder (or weights file). Repeat.")
     ap.add_argument("--which", default="last", choices=("last", "best"), help="Checkpoint of each run folder.")

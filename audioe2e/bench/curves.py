@@ -11,12 +11,12 @@ are compared.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
 from pathlib import Path
 
+from ..report import ScriptArgumentParser
 from ..checkpoint import load_weights
 
 _REWRITE = re.compile(r"valsets rewritten \((\w*) -> (\w+)")
@@ -72,7 +72,7 @@ def to_markdown(res: dict, names: list[str]) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m audioe2e.bench.curves", description=__doc__.split("\n\n")[0])
+    ap = ScriptArgumentParser(prog="python -m audioe2e.bench.curves", description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", action="append", required=True, metavar="NAME=RUN_DIR",
                     help="A run folder with log.jsonl and last.safetensors. Repeat (first − second is shown).")
     ap.add_argument("--metric", default="si_sdri")

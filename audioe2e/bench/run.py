@@ -15,7 +15,6 @@ to −20 dBFS). On 2 cores without DNSMOS and with --quick, expect ~10 min for t
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -23,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..report import ScriptArgumentParser
 from . import tasks
 from .tables import COLUMNS, md_table
 
@@ -111,7 +111,7 @@ samples before scoring (Codec 2's fixed 16 ms delay is removed first).
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m audioe2e.bench.run", description=__doc__.split("\n\n")[0])
+    ap = ScriptArgumentParser(prog="python -m audioe2e.bench.run", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="bench_results", type=Path, help="Output folder.")
     ap.add_argument("--quick", action="store_true", help="Skip the 10-minute speed runs.")
     ap.add_argument("--dnsmos", action="store_true", help="Add DNSMOS OVRL (slow).")

@@ -118,33 +118,38 @@ def write_draw(corpus_root: str | Path, out: str | Path, seed: int = 999, n_enha
         raise FileNotFoundError(f"{src}/manifest.jsonl not found (build it with `audioe2e corpus build`)")
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    made = []
+    made, replaced = [], []  # links made here; (link, old target) of links re-pointed
     try:
         for name in ("manifest.jsonl", "speech", "noise"):
             link = out / name
             if link.is_symlink():  # re-pointed at CORPUS (it may have moved); real files are kept
+                replaced.append((link, os.readlink(link)))
                 link.unlink()
             if not link.exists():
                 link.symlink_to(src / name)
                 made.append(link)
         write_valset(out, "enhance", n=n_enhance, seed=seed)
         write_valset(out, "separate", n=n_separate, seed=seed)
-    except BaseException:  # nothing half-made stays: a new folder goes, else the links made here
+    except BaseException:  # nothing half-made stays: a new folder goes, else it is put back as it was
         if created:
             shutil.rmtree(out, ignore_errors=True)  # removes links, never follows them
         else:
             for link in made:
                 link.unlink(missing_ok=True)
+            for link, target in replaced:
+                if not link.is_symlink():
+                    link.symlink_to(target)
         raise
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m audioe2e.train.valsets --corpus corpus --out out/draw999`: see write_draw."""
-    import argparse
     import sys
 
-    ap = argparse.ArgumentParser(prog="python -m audioe2e.train.valsets", description=write_draw.__doc__.split("\n")[0])
+    from ..report import ScriptArgumentParser
+
+    ap = ScriptArgumentParser(prog="python -m audioe2e.train.valsets", description=write_draw.__doc__.split("\n")[0])
     ap.add_argument("--corpus", default="corpus")
     ap.add_argument("--out", required=True)
     ap.add_argument("--seed", type=int, default=999)

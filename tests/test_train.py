@@ -450,12 +450,13 @@ def test_metric_critic_learns_to_tell_clean_from_noisy():
     assert (mg.disc(x, x) > mg.disc(noisy, x)).all()
 
 
-@pytest.mark.parametrize("recipe", ["enhancer-tiny", "codec-gan"])  # codec-gan: the VQ loss + the discriminator
+@pytest.mark.parametrize("recipe", ["enhancer-tiny", "codec-gan", "enhancer-gru-df-metric"])
 def test_training_runs_distributed_under_torchrun(corpus, tmp_path, recipe):
     """Two DDP ranks (gloo, CPU) train a few steps and leave one log and one checkpoint that
     says world 2. The codec failed here before its loss was part of what DDP wraps (its VQ loss
-    is a side output of the forward); the adversarial recipe's discriminator all-reduces its
-    gradients too (a rank that skipped it would hang the other until the timeout)."""
+    is a side output of the forward); the adversarial recipes' critics (the codec's STFT
+    discriminator, the enhancer's PESQ critic) all-reduce their gradients too (a rank that
+    skipped it would hang the other until the timeout)."""
     import socket
     import subprocess
     import sys

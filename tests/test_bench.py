@@ -225,3 +225,18 @@ def test_dev_script_usage_errors_are_one_line(capsys):
             main(argv)
         err = capsys.readouterr().err
         assert e.value.code == 2 and err.count("\n") == 1 and says in err and err.startswith("error: ")
+
+
+def test_ablation_pairs_each_run_with_the_first_clip_by_clip():
+    """The paired table: mean of per-clip differences ± their standard error; a clip without a
+    score (NaN PESQ) leaves only that metric's pair out; a failed run gets no row."""
+    from audioe2e.bench.ablation import paired_differences
+
+    clips = lambda *v: [{"pesq_wb": p, "si_sdr": 10.0} for p in v]  # noqa: E731
+    rows = [{"system": "a", "clips": clips(1.0, 2.0, 3.0, 4.0)},
+            {"system": "b", "clips": clips(1.1, 2.3, float("nan"), 4.2)},
+            {"system": "c", "status": "failed: boom"}]
+    (d,) = paired_differences(rows, ["pesq_wb", "si_sdr"])
+    # differences 0.1, 0.3, 0.2: mean 0.2, sd 0.1, se 0.1 / sqrt(3)
+    assert d["system"] == "b − a" and d["pesq_wb"] == "+0.200 ± 0.058" and d["clips"] == 4
+    assert d["si_sdr"] == "+0.000 ± 0.000"

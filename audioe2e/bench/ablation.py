@@ -16,9 +16,9 @@ from pathlib import Path
 
 from torch import nn
 
-from ..report import ScriptArgumentParser
 from ..checkpoint import load_weights
 from ..registry import build_model
+from ..report import ScriptArgumentParser
 from ..train.loop import model_tensors
 from . import ours, tasks
 from .run import valset
@@ -27,6 +27,7 @@ from .tables import COLUMNS, md_table
 COLUMNS.setdefault("params", ("params", 0))
 COLUMNS.setdefault("mmacs", ("MMAC/s", 2))
 COLUMNS.setdefault("step", ("steps", 0))
+COLUMNS.setdefault("clips", ("clips", 0))
 
 
 def transform_macs(module: nn.Module, n: int) -> float:
@@ -137,11 +138,48 @@ def evaluate(runs: dict[str, Path], which: str, corpus: Path, limit: int | None,
     return {"task": task, "n": len(items), "which": which, "rows": rows}
 
 
+def metric_columns(task: str) -> list[str]:
+    return ["pesq_wb", "stoi", "si_sdr", "si_sdri"] if task == "enhance" else ["si_sdr", "si_sdri"]
+
+
+def paired_differences(rows: list[dict], metrics: list[str]) -> list[dict]:
+    """Each run minus the first, clip by clip: mean difference ± its standard error.
+
+    Why: between clips PESQ-WB spreads by ±0.4, which buries a +0.03 change in the two means'
+    own error bars, but the same clip through two models differs far less; the paired
+    standard error says whether a difference is more than this draw's noise. Clips where
+    either score is missing (PESQ finds no utterance) are left out of that metric."""
+    if not rows or rows[0].get("status", "ok") != "ok":
+        return []
+    base, out = rows[0], []
+    for r in rows[1:]:
+        if r.get("status", "ok") != "ok":
+            continue
+        d = {"system": f"{r['system']} − {base['system']}"}
+        for m in metrics:
+            diffs = [a[m] - b[m] for a, b in zip(r["clips"], base["clips"])
+                     if a.get(m) is not None and b.get(m) is not None and math.isfinite(a[m]) and math.isfinite(b[m])]
+            if len(diffs) < 2:
+                continue
+            mean = sum(diffs) / len(diffs)
+            se = math.sqrt(sum((x - mean) ** 2 for x in diffs) / (len(diffs) - 1) / len(diffs))
+            places = COLUMNS.get(m, (m, 2))[1] + 1  # a digit finer than the table's means
+            d[m] = f"{mean:+.{places}f} ± {se:.{places}f}"
+        d["clips"] = len(r["clips"])
+        out.append(d)
+    return out
+
+
 def to_markdown(res: dict) -> str:
-    cols = ["step", "params", "mmacs"] + (["pesq_wb", "stoi", "si_sdr", "si_sdri"] if res["task"] == "enhance"
-                                          else ["si_sdr", "si_sdri"])
-    return md_table(res["rows"], cols, title=f"Front-end ablation: {res['n']} {res['task']} validation clips, "
-                                             f"{res['which']} checkpoint of each run")
+    mets = metric_columns(res["task"])
+    md = md_table(res["rows"], ["step", "params", "mmacs"] + mets,
+                  title=f"Front-end ablation: {res['n']} {res['task']} validation clips, "
+                        f"{res['which']} checkpoint of each run")
+    diffs = paired_differences(res["rows"], mets)
+    if diffs:
+        md += "\n" + md_table(diffs, mets + ["clips"], title="Paired differences to the first run: mean ± standard "
+                                                        "error over the same clips")
+    return md
 
 
 def main(argv=None) -> int:

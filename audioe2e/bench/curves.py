@@ -16,8 +16,8 @@ import re
 import sys
 from pathlib import Path
 
-from ..report import ScriptArgumentParser
 from ..checkpoint import load_weights
+from ..report import ScriptArgumentParser
 
 _REWRITE = re.compile(r"valsets rewritten \((\w*) -> (\w+)")
 

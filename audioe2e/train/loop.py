@@ -93,20 +93,21 @@ def warm_start(model, path: Path) -> list[str]:
     return sorted(copied)
 
 
-def _mean_pesq_wb(est: torch.Tensor, ref: torch.Tensor):
-    """Mean wide-band PESQ over [N, T] clips (the bench's and `eval`'s scoring), or None
-    without the `pesq` package."""
+def _mean_perceptual(est: torch.Tensor, ref: torch.Tensor) -> dict:
+    """Mean wide-band PESQ and STOI over [N, T] clips (the bench's and `eval`'s scoring), each
+    only where its package is installed."""
     from ..metrics.perceptual import available
     from ..metrics.scoring import mean_of, score
-    if not available("pesq_wb"):
-        return None
-    rows = [score(r.numpy(), e.numpy(), metrics=("pesq_wb",)) for e, r in zip(est, ref)]
-    return mean_of(rows, ["pesq_wb"])["pesq_wb"]
+    mets = tuple(m for m in ("pesq_wb", "stoi") if available(m))
+    if not mets:
+        return {}
+    rows = [score(r.numpy(), e.numpy(), metrics=mets) for e, r in zip(est, ref)]
+    return mean_of(rows, list(mets))
 
 
 def evaluate(model, task: str, val) -> dict:
-    """Mean SI-SDR and its improvement over the input on the fixed valset, PESQ-WB for the
-    enhancers and the codec, and `score` (higher is better, its kind in `score_kind`) that
+    """Mean SI-SDR and its improvement over the input on the fixed valset, PESQ-WB and STOI
+    for the enhancers and the codec, and `score` (higher is better, its kind in `score_kind`) that
     picks the best checkpoint: SI-SDR for separation; PESQ-WB, the perceptual target, for
     enhancement and the codec (whose output need not be phase-aligned) when `pesq` is there,
     else SI-SDR (enhancement) or minus the multi-resolution STFT distance (codec)."""
@@ -132,10 +133,9 @@ def evaluate(model, task: str, val) -> dict:
         out["mrstft"] = multires_stft_loss(est, y).item()
         out["score"], out["score_kind"] = -out["mrstft"], "-mrstft"
     if task in ("enhance", "codec"):
-        pesq = _mean_pesq_wb(est, y)
-        if pesq is not None:
-            out["pesq_wb"] = pesq
-            out["score"], out["score_kind"] = pesq, "pesq_wb"
+        out.update({k: v for k, v in _mean_perceptual(est, y).items() if v is not None})
+        if out.get("pesq_wb") is not None:
+            out["score"], out["score_kind"] = out["pesq_wb"], "pesq_wb"
     return out
 
 

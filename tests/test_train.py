@@ -422,6 +422,17 @@ def test_the_metric_recipe_without_pesq_stops_before_training_with_one_line(corp
     assert "\n" not in str(e.value) and not (tmp_path / "r").exists()
 
 
+def test_the_stoi_recipe_without_julius_stops_before_training_with_one_line(corpus, tmp_path, monkeypatch):
+    import importlib.util
+
+    from audioe2e.train.loop import TrainSetupError
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "julius" else real(name, *a))
+    with pytest.raises(TrainSetupError, match="the STOI loss term needs the julius package") as e:
+        train(get_recipe("codec-stoi"), corpus, tmp_path / "r", steps=1, batch=2, seconds=0.5, val_every=1000)
+    assert "\n" not in str(e.value) and not (tmp_path / "r").exists()
+
+
 def test_pesq_targets_rank_clean_over_noisy_and_skip_silence():
     """The critic's regression targets: 1 for clean, lower for noisier copies; silence (no
     utterance for PESQ) is NaN, which the critic's loss leaves out."""

@@ -8,6 +8,7 @@ pure function of seed/step/rank), JSONL logs, validation on the fixed on-disk va
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import time
@@ -238,6 +239,8 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
     adv = None
     if recipe.adversarial:
         adv = make_adversary(recipe.adversarial, model.sample_rate, dev)
+    if recipe.extra.get("stoi_weight") and importlib.util.find_spec("julius") is None:
+        raise TrainSetupError("the STOI loss term needs the julius package: pip install 'audioe2e[train]'")
     step, elapsed, best, meta_val_id, warm, lr_note, loss_note = 0, 0.0, None, None, None, None, None
     level_note = speed_note = saved_speed = seconds_note = None
     adv_note = world_note = ema_note = None

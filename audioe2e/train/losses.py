@@ -1,5 +1,5 @@
 """Training objectives: SI-SDR, utterance-level PIT, multi-resolution STFT magnitude,
-power-law compressed spectra.
+power-law compressed spectra, short-time objective intelligibility (STOI).
 
 Why these: SI-SDR is what separation is judged by and trains time-domain models directly
 (Le Roux et al. 2019); PIT makes the loss blind to speaker order (Kolbæk et al. 2017);
@@ -136,15 +136,19 @@ def approx_stoi(est: torch.Tensor, ref: torch.Tensor, rate: int = 16000, segment
     clip = 1 + 10 ** (-beta_db / 20)
 
     def envelopes(x):  # [T] → [J, M] one-third-octave band magnitudes
+        # the 256-point window centred in 512-point frames: STOI's zero-padded frames, less the
+        # first and last (so K kept frames give K − 2)
         spec = torch.stft(x, n_fft, hop, win, window, center=False, return_complex=True)
         return (bands @ (spec.real.pow(2) + spec.imag.pow(2))).add(1e-12).sqrt()
 
     scores = []
     for e, r in zip(est, ref):
-        with torch.no_grad():
-            energy = 20 * torch.log10((r.unfold(-1, win, hop) * window).norm(dim=-1) + 1e-8)
-            keep = energy > energy.max() - dyn_range_db
-        if int(keep.sum()) < segment + 3:  # too little speech to score: neutral, no gradient
+        keep = None
+        if r.shape[-1] >= win:
+            with torch.no_grad():
+                energy = 20 * torch.log10((r.unfold(-1, win, hop) * window).norm(dim=-1) + 1e-8)
+                keep = energy > energy.max() - dyn_range_db
+        if keep is None or int(keep.sum()) < segment + 2:  # too little speech to score: neutral, no gradient
             scores.append(e.sum() * 0 + 1)
             continue
         x = envelopes(_drop_silent_frames(r, keep, window, hop)).unfold(-1, segment, 1)  # [J, S, N]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 import sys
 from pathlib import Path
 
@@ -145,7 +146,7 @@ def metric_columns(task: str) -> list[str]:
 def paired_differences(rows: list[dict], metrics: list[str]) -> list[dict]:
     """Each run minus the first, clip by clip: mean difference ± its standard error.
 
-    Why: between clips PESQ-WB spreads by ±0.4, which buries a +0.03 change in the two means'
+    Why: between clips PESQ-WB spreads by ±0.8 (standard deviation), which buries a +0.03 change in the two means'
     own error bars, but the same clip through two models differs far less; the paired
     standard error says whether a difference is more than this draw's noise. Clips where
     either score is missing (PESQ finds no utterance) are left out of that metric."""
@@ -161,8 +162,7 @@ def paired_differences(rows: list[dict], metrics: list[str]) -> list[dict]:
                      if a.get(m) is not None and b.get(m) is not None and math.isfinite(a[m]) and math.isfinite(b[m])]
             if len(diffs) < 2:
                 continue
-            mean = sum(diffs) / len(diffs)
-            se = math.sqrt(sum((x - mean) ** 2 for x in diffs) / (len(diffs) - 1) / len(diffs))
+            mean, se = statistics.fmean(diffs), statistics.stdev(diffs) / math.sqrt(len(diffs))
             places = COLUMNS.get(m, (m, 2))[1] + 1  # a digit finer than the table's means
             d[m] = f"{mean:+.{places}f} ± {se:.{places}f}"
         d["clips"] = len(r["clips"])

@@ -8,7 +8,6 @@ pure function of seed/step/rank), JSONL logs, validation on the fixed on-disk va
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import time
@@ -239,8 +238,12 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
     adv = None
     if recipe.adversarial:
         adv = make_adversary(recipe.adversarial, model.sample_rate, dev)
-    if recipe.extra.get("stoi_weight") and importlib.util.find_spec("julius") is None:
-        raise TrainSetupError("the STOI loss term needs the julius package: pip install 'audioe2e[train]'")
+    if recipe.extra.get("stoi_weight"):
+        try:
+            import julius  # noqa: F401  (losses.approx_stoi resamples with it)
+        except ImportError as e:
+            raise TrainSetupError(f"the STOI loss term needs the julius package ({e}): "
+                                  "pip install 'audioe2e[train]'") from None
     step, elapsed, best, meta_val_id, warm, lr_note, loss_note = 0, 0.0, None, None, None, None, None
     level_note = speed_note = saved_speed = seconds_note = None
     adv_note = world_note = ema_note = None

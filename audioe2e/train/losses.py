@@ -108,9 +108,11 @@ def _third_octave_bands(n_fft: int, rate: int, n_bands: int = 15, low_hz: float 
 
 def _drop_silent_frames(x: torch.Tensor, keep: torch.Tensor, window: torch.Tensor, hop: int) -> torch.Tensor:
     """[T] → the kept windowed frames overlap-added back to back (STOI's silence removal)."""
+    from ..nets.tiny import overlap_add
+
     frames = (x.unfold(-1, window.numel(), hop) * window)[keep]  # [K, win]
-    n = (frames.shape[0] - 1) * hop + window.numel()
-    return torch.nn.functional.fold(frames.T.unsqueeze(0), (1, n), (1, window.numel()), stride=(1, hop)).view(-1)
+    done, tail = overlap_add(frames[None], frames.new_zeros(1, window.numel() - hop), hop)
+    return torch.cat([done, tail], -1)[0]
 
 
 def approx_stoi(est: torch.Tensor, ref: torch.Tensor, rate: int = 16000, segment: int = 30,

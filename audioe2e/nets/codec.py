@@ -156,7 +156,8 @@ class Codec(nn.Module):
         digital silence, swamped SI-SDR), then 1. Output stays muffled above 1 kHz (at 3
         kbit/s the phase SI-SDR asks for cannot be coded and the MSE-optimal answer is to
         attenuate); moving the weight to compressed magnitudes did not raise PESQ in 750
-        steps (recipes.py), an adversarial term is the next thing to try."""
+        steps (recipes.py), nor did a short adversarial run (`codec-gan`); a STOI term (`codec-stoi`)
+        raised STOI but lowered DNSMOS (codec card)."""
         from ..train.losses import enhancement_loss
         return enhancement_loss(est, ref, **weights) + self._commit
 

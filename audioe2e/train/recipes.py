@@ -77,7 +77,8 @@ _CODEC_ADV = {"weight": 1.0, "fm_weight": 2.0, "channels": 16, "crop_s": 0.5, "e
 # step 1,500 (weight 3) they were 56–68 and 39–47, and validation PESQ-WB had not moved
 # (1.954 → 1.937 raw, 1.958 EMA): weight 10 from step 1,663 (its next checkpoint), to see
 # whether the critic's gradient points anywhere PESQ agrees with. Result (EMA, step 3,000,
-# shipped): +0.028 PESQ-WB on two other validation draws (models/enhancer.md).
+# shipped): +0.028 PESQ-WB on two other validation draws, of which about +0.010 is the critic's
+# (a control without it gained +0.017 / +0.019; models/enhancer.md).
 _METRIC_GAN = {"kind": "metric", "weight": 10.0, "examples": 8, "channels": 16, "lr": 5e-4, "warmup": 200}
 # Default enhancer v2 (2026-12-02, third session): the tiny enhancer's design at 32 ms frames
 # (n 512, hop 256: 31 Hz bins resolve pitch harmonics, which the TasNet enhancer's 8 ms

@@ -432,6 +432,19 @@ def test_the_stoi_recipe_without_julius_stops_before_training_with_one_line(corp
     assert "\n" not in str(e.value) and not (tmp_path / "r").exists()
 
 
+def test_a_recipe_that_selects_by_stoi_keeps_the_best_stoi_checkpoint(corpus, tmp_path):
+    """`codec-stoi` trains for intelligibility, so its best checkpoint is chosen by validation
+    STOI, not by PESQ-WB (which fell as STOI rose in its first run)."""
+    pytest.importorskip("julius")
+    pytest.importorskip("pystoi")
+    run = tmp_path / "r"
+    train(get_recipe("codec-stoi"), corpus, run, steps=2, batch=2, seconds=0.5, val_every=1, log_every=1)
+    vals = [json.loads(l)["val"] for l in (run / "log.jsonl").read_text().splitlines() if '"val"' in l]
+    best = load_weights(run / "last.safetensors")[2]["best"]
+    assert best["score_kind"] == "stoi" and best["score"] == best["stoi"]
+    assert best["stoi"] == max(v["stoi"] for v in vals)
+
+
 def test_pesq_targets_rank_clean_over_noisy_and_skip_silence():
     """The critic's regression targets: 1 for clean, lower for noisier copies; silence (no
     utterance for PESQ) is NaN, which the critic's loss leaves out."""

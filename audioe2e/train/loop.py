@@ -105,12 +105,14 @@ def _mean_perceptual(est: torch.Tensor, ref: torch.Tensor) -> dict:
     return mean_of(rows, list(mets))
 
 
-def evaluate(model, task: str, val) -> dict:
+def evaluate(model, task: str, val, select_by: str | None = None) -> dict:
     """Mean SI-SDR and its improvement over the input on the fixed valset, PESQ-WB and STOI
     for the enhancers and the codec, and `score` (higher is better, its kind in `score_kind`) that
     picks the best checkpoint: SI-SDR for separation; PESQ-WB, the perceptual target, for
     enhancement and the codec (whose output need not be phase-aligned) when `pesq` is there,
-    else SI-SDR (enhancement) or minus the multi-resolution STFT distance (codec)."""
+    else SI-SDR (enhancement) or minus the multi-resolution STFT distance (codec).
+    `select_by` (a recipe's choice, e.g. "stoi" for a run trained for intelligibility) names
+    another measured metric to pick by; where it was not measured the default stands."""
     from .losses import multires_stft_loss, pit_si_sdr, si_sdr
 
     x, y, _ = val
@@ -136,6 +138,8 @@ def evaluate(model, task: str, val) -> dict:
         out.update({k: v for k, v in _mean_perceptual(est, y).items() if v is not None})
         if out.get("pesq_wb") is not None:
             out["score"], out["score_kind"] = out["pesq_wb"], "pesq_wb"
+    if select_by is not None and out.get(select_by) is not None:
+        out["score"], out["score_kind"] = out[select_by], select_by
     return out
 
 
@@ -400,10 +404,11 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
                       "sec_per_step": round(elapsed / max(step, 1), 3), **(adv.last if adv else {})})
                 running = []
             if step % val_every == 0 or step == steps:
-                metrics = evaluate(model, recipe.task, val)
+                metrics = evaluate(model, recipe.task, val, recipe.select_by)
                 candidates = [(metrics, model, "raw")]
                 if average is not None:
-                    candidates.append((evaluate(average.model, recipe.task, val), average.model, "ema"))
+                    candidates.append((evaluate(average.model, recipe.task, val, recipe.select_by),
+                                       average.model, "ema"))
                     emit({"val": metrics, "val_ema": candidates[1][0]})
                 else:
                     emit({"val": metrics})

@@ -22,8 +22,9 @@ run: setup
 	$(PY) -m audioe2e info $(OUT)/noisy.ae2
 	@echo "outputs in $(OUT)/"
 
+# One pytest-xdist worker per core (tests/conftest.py keeps each to one thread).
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist worksteal
 
 bench: setup
 	$(PIP) install -q -e ".[bench]"

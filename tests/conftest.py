@@ -6,6 +6,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+
+# `make test` runs the suite on one pytest-xdist worker per core: each worker (and every CLI
+# subprocess it starts, which inherits the environment) then keeps to one thread, so the
+# workers share the cores instead of oversubscribing them. Set before numpy and torch are
+# imported, which read these once. Results do not depend on it.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
+
 import numpy as np
 import pytest
 import soundfile as sf

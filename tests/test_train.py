@@ -173,6 +173,35 @@ def test_export_writes_weights_card_notes_and_manifest(tmp_path, monkeypatch):
             export_run(run, name, models, corpus=None, atten_lim_db=lim)
 
 
+def test_export_of_the_last_checkpoint_carries_its_logged_scores_and_stoi(tmp_path):
+    """`--which last`: the checkpoint keeps no scores, so the card takes that step's from the
+    log; a run that logged STOI shows it in the card's table, and a warm start is named."""
+    import json
+
+    from audioe2e.checkpoint import save_weights
+    from audioe2e.nets.tiny import TinyConfig, TinyEnhancer
+    from audioe2e.train.export import export_run
+
+    run, models = tmp_path / "run", tmp_path / "models"
+    run.mkdir()
+    m = TinyEnhancer(TinyConfig())
+    save_weights(run / "last.safetensors", m.state_dict(), m.config_dict(), {"step": 30, "recipe": "enhancer-tiny"})
+    val = {"si_sdr": 9.0, "si_sdri": 1.5, "score": 0.81, "score_kind": "stoi", "pesq_wb": 1.7, "stoi": 0.81}
+    log = [{"note": "warm start from w.safetensors: 5/5 tensors"},
+           {"val": {"si_sdr": 8.0, "si_sdri": 0.5, "score": 8.0}, "step": 20},
+           {"val": val, "step": 30}]
+    (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
+    card = export_run(run, "enhancer-tiny", models, corpus=None, which="last")
+    assert card["step"] == 30 and card["metrics"]["val_stoi"] == 0.81 and card["metrics"]["val_score_kind"] == "stoi"
+    md = (models / "enhancer-tiny.md").read_text()
+    assert "| PESQ-WB | STOI |" in md and "| 30 | 9.00 | 1.50 | – | 1.70 | 0.810 | – |" in md
+    assert "| 20 | 8.00 | 0.50 | – | – | – | – |" in md
+    assert "- warm start from w.safetensors: 5/5 tensors: the steps and hours above count from there" in md
+    # a checkpoint between validations has no scores to carry
+    save_weights(run / "last.safetensors", m.state_dict(), m.config_dict(), {"step": 35, "recipe": "enhancer-tiny"})
+    assert export_run(run, "enhancer-tiny", models, corpus=None, which="last")["metrics"] == {}
+
+
 def test_train_cli_rejects_bad_warm_start_in_one_line(tmp_path):
     """`train run --init-from` with missing or unrelated weights, or a negative --warmup: one
     line, exit 2, no run folder left behind."""

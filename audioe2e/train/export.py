@@ -30,6 +30,8 @@ def export_run(run: Path, name: str, models_dir: Path, corpus: Path | None = Non
     else:
         state, config, meta = load_weights(run / f"{which}.safetensors")
         state = model_tensors(state)
+        if not meta.get("val"):  # last.safetensors keeps no scores: its step's are in the log
+            meta["val"] = next((r["val"] for r in reversed(log) if "val" in r and r.get("step") == meta.get("step")), None)
     model = build_model(config)
     model.load_state_dict(state)
     if config.get("arch") == "codec":
@@ -105,17 +107,25 @@ def card_markdown(card: dict, notes: str = "") -> str:
              f"{', the moving average of the weights' if card.get('weights') == 'ema' else ''}), "
              f"{card.get('train_hours')} h of training-process time, batch {card.get('batch')} × "
              f"{card.get('segment_seconds')} s",
+             *[f"- {n}: the steps and hours above count from there" for n in card.get("training_notes", [])
+               if n.startswith("warm start from")][:1],
              "", "## Validation (fixed on-disk valset of unseen speakers; SI-SDR in dB)", "",
              f"Valset fingerprint `{card.get('val_id') or 'not recorded'}` (scores compare only "
-             "within one fingerprint).", "",
-             "| step | SI-SDR | SI-SDRi | MR-STFT distance | PESQ-WB | EMA weights: SI-SDR / PESQ-WB |",
-             "|---:|---:|---:|---:|---:|---:|"]
-    for r in card.get("val_history", []):
+             "within one fingerprint).", ""]
+    history = card.get("val_history", [])
+    # STOI only where the run logged it (since the thirteenth session; a recipe may choose
+    # its best checkpoint by it), so older cards keep their columns.
+    stoi = any("stoi" in r for r in history)
+    lines += ["| step | SI-SDR | SI-SDRi | MR-STFT distance | PESQ-WB |" + (" STOI |" if stoi else "")
+              + " EMA weights: SI-SDR / PESQ-WB |",
+              "|---:|---:|---:|---:|---:|" + ("---:|" if stoi else "") + "---:|"]
+    for r in history:
         mr = f"{r['mrstft']:.3f}" if "mrstft" in r else "–"
         pq = f"{r['pesq_wb']:.2f}" if "pesq_wb" in r else "–"
+        st = (f" {r['stoi']:.3f} |" if "stoi" in r else " – |") if stoi else ""
         e = r.get("ema") or {}
         em = " / ".join(f"{e[k]:.2f}" for k in ("si_sdr", "pesq_wb") if k in e) or "–"
-        lines.append(f"| {r['step']} | {r['si_sdr']:.2f} | {r['si_sdri']:.2f} | {mr} | {pq} | {em} |")
+        lines.append(f"| {r['step']} | {r['si_sdr']:.2f} | {r['si_sdri']:.2f} | {mr} | {pq} |{st} {em} |")
     if card.get("training_notes"):
         lines += ["", "Training log notes (in order):", ""] + [f"- {n}" for n in card["training_notes"]]
     data = card.get("data")

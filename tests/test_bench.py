@@ -87,6 +87,13 @@ def test_refresh_replaces_only_the_tables_under_matching_headings(tmp_path):
     assert "| new | 2.00 |" in text and "old" not in text
     assert "some prose" in text and "after" in text and "| 1 | 2 |" in text
     assert "Bench time: 408 s wall, 552 s CPU." in text and "268 s" not in text
+    # a run of fewer sections than a target's bench time names leaves that line alone
+    whole = "Bench time: 460 s wall, 697 s CPU (codec 72 s, speed 169 s)."
+    card.write_text(f"{whole}\n")
+    results.write_text(results.read_text().replace("552 s CPU.", "552 s CPU (codec 70 s)."))
+    assert main([str(results), str(card)]) == 0 and card.read_text() == f"{whole}\n"
+    results.write_text(results.read_text().replace("(codec 70 s)", "(codec 70 s, speed 160 s, enhance 5 s)"))
+    assert main([str(results), str(card)]) == 0 and "speed 160 s" in card.read_text()
     assert main([str(tmp_path / "missing.md"), str(card)]) == 2
 
 

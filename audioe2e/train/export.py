@@ -31,7 +31,7 @@ def export_run(run: Path, name: str, models_dir: Path, corpus: Path | None = Non
         state, config, meta = load_weights(run / f"{which}.safetensors")
         state = model_tensors(state)
         if not meta.get("val"):  # last.safetensors keeps no scores: its step's are in the log
-            meta["val"] = next((r["val"] for r in reversed(log) if "val" in r and r.get("step") == meta.get("step")), None)
+            meta["val"] = _logged_scores(log, meta.get("step"), "val")
     model = build_model(config)
     model.load_state_dict(state)
     if config.get("arch") == "codec":
@@ -83,6 +83,13 @@ def export_run(run: Path, name: str, models_dir: Path, corpus: Path | None = Non
     return card
 
 
+def _logged_scores(log: list[dict], step, key: str) -> dict | None:
+    """The last `key` ("val" or "val_ema") scores the log gave at `step` (a resumed run may
+    have logged a step twice: the later line is the one the weights carry on from); None when
+    the checkpoint fell between validations."""
+    return next((r[key] for r in reversed(log) if key in r and r.get("step") == step), None)
+
+
 def _moving_average(run: Path, log: list[dict]) -> tuple[dict, dict, dict]:
     """The moving average kept in RUN/last.safetensors (`--ema`) as exported weights, with the
     validation scores the log gave it at that step (none when the run stopped between checks)."""
@@ -91,7 +98,7 @@ def _moving_average(run: Path, log: list[dict]) -> tuple[dict, dict, dict]:
     avg = WeightAverage.from_checkpoint(state)
     if not avg:
         raise ValueError(f"{run}/last.safetensors holds no moving average (the run was trained without --ema)")
-    val = next((r["val_ema"] for r in reversed(log) if "val_ema" in r and r.get("step") == meta["step"]), None)
+    val = _logged_scores(log, meta["step"], "val_ema")
     return avg, config, {"step": meta["step"], "elapsed": meta["elapsed"], "recipe": meta.get("recipe"),
                          "val": val, "weights": "ema"}
 

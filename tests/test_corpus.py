@@ -181,3 +181,43 @@ def test_cli_build(tmp_path, folders):
     assert res.exit_code == 0, res.output
     assert (out / "manifest.jsonl").is_file()
     assert json.loads(res.stdout[res.stdout.index("{"):])["files"] > 0
+
+
+def test_pack_keeps_every_speaker_a_little_of_each_and_trains(tmp_path):
+    """`corpus pack`: every speaker of the split, FLAC, a manifest the training data reads."""
+    import json
+
+    import numpy as np
+    import soundfile as sf
+
+    from audioe2e.corpus.pack import pack_corpus
+    from audioe2e.train.data import Corpus
+
+    root = tmp_path / "c"
+    rows = []
+    for split in ("train", "val"):
+        for s in range(3):
+            for u in range(4):
+                p = f"speech/{split}{s}/{u}.wav"
+                (root / p).parent.mkdir(parents=True, exist_ok=True)
+                sf.write(root / p, (np.random.default_rng(u).standard_normal(16000) * 0.1).astype(np.float32), 16000)
+                rows.append(dict(path=p, kind="speech", speaker=f"{split}{s}", gender="m", split=split,
+                                 duration=1.0, rate=16000))
+        p = f"noise/{split}.wav"
+        (root / p).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(root / p, np.zeros(16000 * 30, np.float32) + 0.01, 16000)
+        rows.append(dict(path=p, kind="noise", speaker=None, split=split, duration=30.0, rate=16000))
+    (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    s = pack_corpus(root, tmp_path / "p", "train", speaker_seconds=1.5, noise_minutes=0.1, noise_piece_seconds=2)
+    assert s["speakers"] == 3 and s["speech_hours"] == round(6 / 3600, 3)
+    got = [json.loads(l) for l in (tmp_path / "p" / "manifest.jsonl").read_text().splitlines()]
+    assert {r["speaker"] for r in got if r["kind"] == "speech"} == {"train0", "train1", "train2"}
+    assert all(r["split"] == "train" and r["path"].endswith(".flac") for r in got)
+    assert sum(r["kind"] == "noise" for r in got) == 1  # 6 s asked, one 2 s piece per track
+    c = Corpus(tmp_path / "p", "train")
+    assert sum(len(v) for v in c.speakers.values()) == 6 and len(c.noise) == 1
+    with pytest.raises(FileExistsError):
+        pack_corpus(root, tmp_path / "p")
+    with pytest.raises(ValueError, match="no 'test' split"):
+        pack_corpus(root, tmp_path / "q", "test")
+    assert not any(p.name.startswith("q") for p in tmp_path.iterdir())

@@ -799,3 +799,106 @@ def test_a_draw_that_fails_midway_leaves_nothing_behind(corpus, tmp_path, monkey
         valsets.write_draw(corpus, tmp_path / "old", seed=7, n_enhance=2, n_separate=2)
     assert [p.name for p in (tmp_path / "old").iterdir() if p.is_symlink()] == ["speech"]
     assert os.readlink(tmp_path / "old" / "speech") == str(tmp_path / "moved-corpus" / "speech")  # put back
+
+
+def test_prefetching_workers_train_on_the_same_batches(corpus, tmp_path):
+    """--workers makes batches in forked processes ahead of the step (for a GPU); the run must
+    end in the very state the in-process run reaches, so resume and reproducibility hold."""
+    from audioe2e.train.data import BatchPrefetcher
+
+    mixer = Mixer(Corpus(corpus, "train"), 0.5)
+    pre = BatchPrefetcher(mixer, "separate", 2, seed=3, rank=0, start=5, workers=2, depth=3)
+    try:
+        for step in (5, 6, 7, 8):
+            got, want = pre.get(step), batch(mixer, "separate", 2, seed=3, step=step)
+            assert all(torch.equal(u, v) for u, v in zip(got, want))
+        with pytest.raises(RuntimeError, match="asked for step 11"):
+            pre.get(11)
+    finally:
+        pre.close()
+    recipe = get_recipe("enhancer-tiny")
+    kw = dict(batch=2, seconds=0.5, val_every=1000, log_every=1)
+    torch.manual_seed(0)
+    train(recipe, corpus, tmp_path / "inproc", steps=3, **kw)
+    torch.manual_seed(0)
+    train(recipe, corpus, tmp_path / "workers", steps=3, workers=2, **kw)
+    a = load_weights(tmp_path / "inproc" / "last.safetensors")[0]
+    b = load_weights(tmp_path / "workers" / "last.safetensors")[0]
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_minutes_stops_with_a_checkpoint_and_validate_scores_it_later(corpus, tmp_path):
+    """A run on a lent machine: no valset there (--val-every 0), stopped by wall time; back
+    here `train validate` logs its scores (raw and average) and export's card carries them."""
+    from audioe2e.train.export import export_run
+    from audioe2e.train.validate import validate_run
+
+    recipe = get_recipe("enhancer-tiny")
+    run = tmp_path / "r"
+    train(recipe, corpus, run, steps=10_000, batch=2, seconds=0.5, val_every=0, log_every=1,
+          ema=0.5, minutes=0.001)
+    _, _, meta = load_weights(run / "last.safetensors")
+    assert 0 < meta["step"] < 10_000
+    log = [json.loads(l) for l in (run / "log.jsonl").read_text().splitlines()]
+    assert not any("val" in r for r in log)
+    assert log[-1]["note"] == f"stopped after 0.001 min of wall time (--minutes) at step {meta['step']}"
+    line = validate_run(run, corpus)
+    assert line["step"] == meta["step"] and {"val", "val_ema"} <= line.keys()
+    validate_run(run, corpus)  # a second call adds no second line
+    log = [json.loads(l) for l in (run / "log.jsonl").read_text().splitlines()]
+    assert sum("val" in r for r in log) == 1
+    _, _, meta = load_weights(run / "last.safetensors")
+    from audioe2e.train.valsets import valset_id
+    assert meta["val_id"] == valset_id(corpus, "enhance") != "" and meta["log_lines"] == len(log)
+    card = export_run(run, "enhancer-tiny", tmp_path / "models", None, "ema")
+    assert card["metrics"]["val_si_sdr"] == round(line["val_ema"]["si_sdr"], 3)
+    assert card["val_id"] == meta["val_id"]
+
+
+def test_a_deeper_separator_grown_from_a_shallower_one_starts_as_its_function(tmp_path):
+    """separator-deep warm-started from 2-repeat weights: the copied blocks keep their weights,
+    the new blocks' residual and skip outputs start at zero, so the output is unchanged."""
+    from audioe2e.checkpoint import save_weights
+    from audioe2e.registry import build_model
+    from audioe2e.train.loop import warm_start
+
+    torch.manual_seed(0)
+    small = build_model(dict(get_recipe("separator").config))
+    for p in small.parameters():  # trained-looking weights, not the zero/one initial norms
+        p.data.add_(0.01 * torch.randn_like(p))
+    save_weights(tmp_path / "small.safetensors", small.state_dict(), small.config_dict())
+    deep = build_model(dict(get_recipe("separator-deep").config))
+    copied = warm_start(deep, tmp_path / "small.safetensors")
+    assert len(deep.tcn.blocks) == 2 * len(small.tcn.blocks) and set(copied) == set(small.state_dict())
+    new = deep.tcn.blocks[len(small.tcn.blocks)]
+    assert not new.res.weight.any() and not new.skip.bias.any() and new.net[0].weight.any()
+    x = torch.randn(2, 8000) * 0.1
+    with torch.no_grad():
+        assert torch.allclose(deep(x), small(x), atol=1e-5)
+
+
+def test_anneal_lowers_the_rate_over_the_minutes_and_needs_them(corpus, tmp_path):
+    from audioe2e.train.loop import TrainSetupError
+
+    recipe = get_recipe("enhancer-tiny")
+    with pytest.raises(TrainSetupError, match="--minutes"):
+        train(recipe, corpus, tmp_path / "a", steps=2, batch=2, seconds=0.5, val_every=0, anneal=True)
+    assert not (tmp_path / "a").exists()
+    train(recipe, corpus, tmp_path / "b", steps=10_000, batch=2, seconds=0.5, val_every=0, log_every=1,
+          minutes=0.02, anneal=True, lr=1e-3)
+    state, config, meta = load_weights(tmp_path / "b" / "last.safetensors")
+    lr_end = meta["optim"]["param_groups"][0]["lr"]
+    assert meta["lr_base"] == 1e-3 and 0 <= lr_end < 0.5e-3
+    # resumed without --anneal, and from a copy slimmed of its optimiser state: the run's own
+    # rate again, and a fresh Adam, said in the log
+    from audioe2e.checkpoint import save_weights
+    (tmp_path / "c").mkdir()
+    save_weights(tmp_path / "c" / "last.safetensors", {k: v for k, v in state.items() if k.startswith("model.")},
+                 config, meta)
+    (tmp_path / "c" / "log.jsonl").write_text((tmp_path / "b" / "log.jsonl").read_text())
+    for run in ("b", "c"):
+        train(recipe, corpus, tmp_path / run, steps=meta["step"] + 1, resume=True, val_every=0)
+        after = load_weights(tmp_path / run / "last.safetensors")[2]
+        assert after["optim"]["param_groups"][0]["lr"] == 1e-3
+    notes = [json.loads(l).get("note", "") for l in (tmp_path / "c" / "log.jsonl").read_text().splitlines()]
+    assert f"no optimiser state in the checkpoint: Adam's moments start afresh from step {meta['step']}" in notes

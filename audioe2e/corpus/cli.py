@@ -63,3 +63,26 @@ def summary(out: Path = typer.Option(Path("corpus"), "--out", "-o", help="Corpus
         raise typer.BadParameter(f"no manifest in {out}; run `corpus build` first")
     s = summarize([json.loads(l) for l in man.read_text().splitlines() if l.strip()])
     print(json.dumps(s, indent=1)) if as_json else print_summary(s)
+
+
+@app.command()
+def pack(
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the subset (must not exist)."),
+    corpus: Path = typer.Option(Path("corpus"), "--corpus", help="Built corpus folder."),
+    split: str = typer.Option("train", help="Which split to pack."),
+    speaker_seconds: float = typer.Option(20.0, help="Seconds of speech kept per speaker (every speaker is kept)."),
+    noise_minutes: float = typer.Option(5.0, help="Minutes of noise, cut from many tracks."),
+    seed: int = typer.Option(0),
+) -> None:
+    """A small FLAC subset of one split (every speaker, a little of each) with its own manifest,
+    to train on a machine that cannot build the corpus (`train run --corpus OUT`)."""
+    from .pack import pack_corpus
+    if speaker_seconds <= 0 or noise_minutes < 0:
+        typer.echo("error: --speaker-seconds must be > 0 and --noise-minutes ≥ 0", err=True)
+        raise typer.Exit(2)
+    try:
+        s = pack_corpus(corpus, out, split, speaker_seconds, noise_minutes, seed=seed)
+    except (OSError, ValueError) as e:  # no corpus, OUT exists, no such split
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2)
+    typer.echo(json.dumps(s))

@@ -21,7 +21,15 @@ def run_cmd(
     device: str = typer.Option("cpu"),
     threads: Optional[int] = typer.Option(None, help="torch threads per process"),
     batch: Optional[int] = typer.Option(None), seconds: Optional[float] = typer.Option(None),
-    lr: Optional[float] = typer.Option(None), val_every: int = typer.Option(500),
+    lr: Optional[float] = typer.Option(None),
+    val_every: int = typer.Option(500, help="validate every N steps (0: never, for a machine without the "
+                                  "valset; score the checkpoint later with `train validate`)"),
+    workers: int = typer.Option(0, help="make batches in N forked processes ahead of the step (GPU "
+                                "training; the batches are the same as with 0)"),
+    minutes: Optional[float] = typer.Option(None, help="stop with a checkpoint after this many minutes "
+                                            "of wall time"),
+    anneal: bool = typer.Option(False, help="with --minutes: lower the learning rate along a half cosine "
+                                "to 0 at the end of those minutes"),
     ckpt_minutes: float = typer.Option(5.0), seed: int = typer.Option(0),
     init_from: Optional[Path] = typer.Option(None, help="warm start a new run from these weights "
                                              "(tensors whose name and shape match)"),
@@ -48,6 +56,9 @@ def run_cmd(
         raise typer.Exit(2)
     speed_range = _range_option("--speed", speed, 0.5, 2.0)
     level_range = _range_option("--levels", levels, -100.0, 0.0)
+    if val_every < 0 or workers < 0 or (minutes is not None and minutes <= 0):
+        typer.echo("error: --val-every and --workers must be 0 or more, --minutes more than 0", err=True)
+        raise typer.Exit(2)
     if warmup < 0:
         typer.echo(f"error: --warmup must be 0 or more steps, got {warmup}", err=True)
         raise typer.Exit(2)
@@ -63,7 +74,8 @@ def run_cmd(
         best = train(rec, corpus, run, steps, resume=resume, device=device,
                      ckpt_minutes=ckpt_minutes, val_every=val_every, batch=batch, seconds=seconds,
                      lr=lr, seed=seed, init_from=init_from, warmup=warmup, ema=ema, speed=speed_range,
-                     level_db=level_range)
+                     level_db=level_range, workers=workers, minutes=minutes,
+                     anneal=anneal)
     except (TrainSetupError, FileNotFoundError, FileExistsError) as e:  # bad --init-from / --run, no pesq
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2)
@@ -82,6 +94,27 @@ def _range_option(flag: str, text: Optional[str], lo: float, hi: float):
         typer.echo(f"error: {flag} must be LOW,HIGH with {lo:g} ≤ LOW ≤ HIGH ≤ {hi:g}, got {text!r}", err=True)
         raise typer.Exit(2)
     return pair
+
+
+@app.command("validate")
+def validate_cmd(run: Path = typer.Option(..., "--run", "--run-dir", help="run folder with last.safetensors"),
+                 corpus: Path = typer.Option(Path("corpus"), help="corpus folder with manifest.jsonl")):
+    """Score a run's last checkpoint (and its moving average) on this corpus's valset and add
+    the scores to its log, for a run trained with --val-every 0 on another machine."""
+    from .validate import validate_run
+
+    if not (corpus / "manifest.jsonl").is_file():
+        typer.echo(f"error: {corpus}/manifest.jsonl not found (build it with `audioe2e corpus build`)", err=True)
+        raise typer.Exit(2)
+    try:
+        line = validate_run(run, corpus)
+    except (FileNotFoundError, KeyError, ValueError) as e:  # no checkpoint, unknown recipe, bad corpus
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2)
+    for key in ("val", "val_ema"):
+        if key in line:
+            typer.echo(f"step {line['step']} {key}: " + ", ".join(
+                f"{k} {v:.3f}" for k, v in line[key].items() if isinstance(v, float)))
 
 
 @app.command("export")

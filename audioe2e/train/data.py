@@ -231,6 +231,12 @@ def batch(mixer: Mixer, task: str, size: int, seed: int, step: int, rank: int = 
     """A batch as torch tensors: (input [B, T], target [B, T] or [B, S, T]); pure function
     of (seed, step, rank)."""
     import torch
+    x, y = batch_arrays(mixer, task, size, seed, step, rank)
+    return torch.from_numpy(x), torch.from_numpy(y)
+
+
+def batch_arrays(mixer: Mixer, task: str, size: int, seed: int, step: int, rank: int = 0):
+    """`batch` as numpy arrays (what prefetch workers send back)."""
     rng = np.random.default_rng([seed, step, rank])
     xs, ys = [], []
     for _ in range(size):
@@ -246,4 +252,55 @@ def batch(mixer: Mixer, task: str, size: int, seed: int, step: int, rank: int = 
             noisy, clean = mixer.enhance_pair(rng)
             xs.append(noisy)
             ys.append(clean)
-    return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
+    return np.stack(xs), np.stack(ys)
+
+
+_WORKER_MIXER: Mixer | None = None
+
+
+def _worker_batch(args):
+    return batch_arrays(_WORKER_MIXER, *args)
+
+
+class BatchPrefetcher:
+    """Batches for steps start, start+1, … made by `workers` forked processes, at most
+    `depth` ahead of the training step.
+
+    Why: on a GPU the step takes milliseconds and one Python process mixing audio (crops,
+    resampling, EQ, reverb) cannot keep up; on CPU training it is not needed (workers=0 keeps
+    the in-process path). Each batch is still the pure function of (seed, step, rank), so a
+    prefetched run trains on exactly the batches an unprefetched one would. The window is
+    bounded because each batch of 4 s separation examples is tens of MB."""
+
+    def __init__(self, mixer: Mixer, task: str, size: int, seed: int, rank: int, start: int,
+                 workers: int, depth: int | None = None):
+        import multiprocessing as mp
+        from collections import deque
+        global _WORKER_MIXER
+        _WORKER_MIXER = mixer  # inherited by the forked workers, not pickled per task
+        self.pool = mp.get_context("fork").Pool(workers)
+        self.args = (task, size, seed)
+        self.rank, self.next_step, self.depth = rank, start, depth or 2 * workers
+        self.pending: deque = deque()
+        self._fill()
+
+    def _fill(self):
+        while len(self.pending) < self.depth:
+            task, size, seed = self.args
+            self.pending.append((self.next_step, self.pool.apply_async(
+                _worker_batch, ((task, size, seed, self.next_step, self.rank),))))
+            self.next_step += 1
+
+    def get(self, step: int):
+        """The batch of `step` (steps must be asked for in order)."""
+        import torch
+        queued, result = self.pending.popleft()
+        if queued != step:
+            raise RuntimeError(f"prefetcher asked for step {step}, holds step {queued}")
+        x, y = result.get()
+        self._fill()
+        return torch.from_numpy(x), torch.from_numpy(y)
+
+    def close(self):
+        self.pool.terminate()
+        self.pool.join()

@@ -9,6 +9,7 @@ pure function of seed/step/rank), JSONL logs, validation on the fixed on-disk va
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -89,8 +90,26 @@ def warm_start(model, path: Path) -> list[str]:
     if not copied:
         raise WarmStartError(f"{path}: no tensor matches this model (name and shape)")
     own.update(copied)
+    own.update(_inert_new_blocks(own, copied))
     model.load_state_dict(own)
     return sorted(copied)
+
+
+def _inert_new_blocks(own: dict, copied: dict) -> dict:
+    """Zeroed residual and skip outputs for the residual blocks of a deeper model that its
+    warm start had no weights for (a TCN grown from 2 to 4 repeats), when it had some for
+    others: such a block then adds nothing to its input and nothing to the skip sum, so the
+    grown model starts as the trained one's function and the new blocks learn from there
+    (Net2Net-style growth, Chen et al. 2016; zero-initialised residual branches as in Goyal
+    et al. 2017). Their other weights keep their random initialisation, so the gradient
+    reaching the zeroed outputs is not zero."""
+    import re
+    block = re.compile(r"^(.*\.blocks\.\d+)\.(res|skip)\.(weight|bias)$")
+    had = {m.group(1) for k in copied if (m := block.match(k))}
+    if not had:
+        return {}
+    return {k: torch.zeros_like(v) for k, v in own.items()
+            if (m := block.match(k)) and m.group(1) not in had}
 
 
 def _mean_perceptual(est: torch.Tensor, ref: torch.Tensor) -> dict:
@@ -118,10 +137,13 @@ def evaluate(model, task: str, val, select_by: str | None = None) -> dict:
     x, y, _ = val
     model.eval()
     outs = []
+    first = next(iter(model.parameters()), None)  # the valset stays on the CPU; chunks visit the model's device
+    dev = first.device if first is not None else torch.device("cpu")
     with torch.no_grad():
         for i in range(0, len(x), 8):
-            outs.append(model.validation_forward(x[i:i + 8]) if hasattr(model, "validation_forward")
-                        else model(x[i:i + 8]))
+            xi = x[i:i + 8].to(dev)
+            outs.append((model.validation_forward(xi) if hasattr(model, "validation_forward")
+                         else model(xi)).cpu())
     est = torch.cat(outs)
     model.train()
     if task == "separate":
@@ -141,6 +163,18 @@ def evaluate(model, task: str, val, select_by: str | None = None) -> dict:
     if select_by is not None and out.get(select_by) is not None:
         out["score"], out["score_kind"] = out[select_by], select_by
     return out
+
+
+def _time_used(started: float, minutes: float, world: int, dev) -> float:
+    """The fraction of `minutes` of wall time used so far (≥ 1: stop). Under DDP rank 0's
+    clock decides for all: ranks that stopped at different steps would wait on each other's
+    gradients forever, and ranks at different learning rates would drift apart."""
+    used = (time.time() - started) / (minutes * 60)
+    if world == 1:
+        return used
+    flag = torch.tensor([used], device=dev)
+    torch.distributed.broadcast(flag, src=0)
+    return float(flag.item())
 
 
 def _score_kind(best: dict, task: str) -> str:
@@ -203,7 +237,8 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
           device: str = "cpu", ckpt_minutes: float = 5.0, val_every: int = 500, log_every: int = 25,
           batch: int | None = None, seconds: float | None = None, lr: float | None = None, seed: int = 0,
           init_from: Path | None = None, warmup: int = 0, ema: float | None = None,
-          speed: tuple[float, float] | None = None, level_db: tuple[float, float] | None = None):
+          speed: tuple[float, float] | None = None, level_db: tuple[float, float] | None = None,
+          workers: int = 0, minutes: float | None = None, anneal: bool = False):
     """Train `recipe` to `steps` steps in `run` (see the CLI for the options).
 
     `warmup` ramps the learning rate from ~0 to its value over steps 0..warmup−1. Why: Adam's
@@ -225,13 +260,27 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
     takes the recipe's range unless it is given, and a change is logged.
 
     `speed` (low, high) is the speed-perturbation range (data.SPEED when not given; a resumed
-    run keeps the range it was saved with unless a new one is given)."""
+    run keeps the range it was saved with unless a new one is given).
+
+    `workers` > 0 makes the batches in that many forked processes ahead of the step (for a
+    GPU, where one process cannot mix audio as fast as the step runs; same batches either
+    way). `minutes` stops the run after that much wall time with a checkpoint, for a machine
+    lent for a fixed time; with `anneal` the learning rate follows a half cosine from its
+    value to 0 over those minutes (a short run ends at a low rate instead of mid-descent).
+    `val_every` 0 skips validation (a machine without the valset:
+    score the checkpoint later with `train validate`)."""
     from .data import LEVEL_DB, SPEED, Corpus, Mixer, batch as make_batch
     from .ema import WeightAverage
     from .valsets import load_valset, valset_id
 
+    if anneal and minutes is None:
+        raise TrainSetupError("--anneal follows the wall time of --minutes: give both")
     rank, world = _dist()
     dev = torch.device(device)
+    if dev.type == "cuda":  # TF32 matmuls/convs: ~fp32 accuracy for SI-SDR training, several times faster
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
     batch_arg, seconds_arg = batch, seconds
     run_level = tuple(level_db) if level_db else tuple(recipe.level_db)
     batch = batch or recipe.batch
@@ -250,7 +299,7 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
                                   "pip install 'audioe2e[train]'") from None
     step, elapsed, best, meta_val_id, warm, lr_note, loss_note = 0, 0.0, None, None, None, None, None
     level_note = speed_note = saved_speed = seconds_note = None
-    adv_note = world_note = ema_note = None
+    adv_note = world_note = ema_note = optim_note = None
     ema_state: dict = {}
     ema_before = 0.0
     last = run / "last.safetensors"
@@ -259,7 +308,11 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
     if resumed:
         state, config, meta = load_weights(last)
         model.load_state_dict(model_tensors(state))
-        load_optimizer_state(opt, {k: v for k, v in state.items() if k.startswith("optim.")}, meta["optim"])
+        otensors = {k: v for k, v in state.items() if k.startswith("optim.")}
+        if otensors:
+            load_optimizer_state(opt, otensors, meta["optim"])
+        else:  # a checkpoint slimmed for transport (a lent machine's files come back size-capped)
+            optim_note = f"no optimiser state in the checkpoint: Adam's moments start afresh from step {meta['step']}"
         step, elapsed, best = meta["step"], meta["elapsed"], meta.get("best")
         # A resumed run keeps its batch and segment length unless new ones are given (it used
         # to fall back to the recipe's, silently changing what a plain --resume trained on).
@@ -284,8 +337,10 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
             lr_note = f"learning rate {base_lr:g} -> {lr:g} from step {step}"
         if lr:
             base_lr = lr
-            for g in opt.param_groups:
-                g["lr"] = lr
+        # The run's rate, not the saved one: a run that stopped mid-warm-up or at the end of
+        # --anneal saved a fraction of it (the loop sets it per step only while ramping).
+        for g in opt.param_groups:
+            g["lr"] = base_lr
         if (meta.get("world", 1), meta.get("batch", batch)) != (world, batch):
             # e.g. a single-process run continued under torchrun: the effective batch changed
             world_note = (f"effective batch {meta.get('world', 1)} x {meta.get('batch', batch)} -> "
@@ -329,7 +384,7 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
     elif saved_speed is None and run_speed != SPEED:  # a fresh run off the default
         speed_note = f"speed perturbation {run_speed[0]:g}…{run_speed[1]:g} from step {step}"
     mixer = Mixer(Corpus(corpus, "train"), seconds, level_db=run_level, speed=run_speed)
-    val = load_valset(corpus, recipe.task) if rank == 0 else None
+    val = load_valset(corpus, recipe.task) if rank == 0 and val_every > 0 else None
     val_id = valset_id(corpus, recipe.task)
     valset_changed = meta_val_id is not None and meta_val_id != val_id
     if valset_changed:
@@ -364,21 +419,35 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
         log.flush()
         print(json.dumps(rec), flush=True)
 
-    for note in (stopped_note, warm, lr_note, loss_note, level_note, speed_note, seconds_note, world_note, adv_note, ema_note):
+    for note in (stopped_note, optim_note, warm, lr_note, loss_note, level_note, speed_note, seconds_note, world_note, adv_note, ema_note):
         if note and rank == 0:
             emit({"note": note})
     if valset_changed and rank == 0:  # export starts the card's validation history after this note
         emit({"note": f"valsets rewritten ({meta_val_id} -> {val_id}: corpus rebuilt); resumed, best reset"})
-    last_ckpt = time.time()
+    last_ckpt = started = time.time()
     running = []
+    prefetch = None
+    if workers > 0:
+        from .data import BatchPrefetcher
+        prefetch = BatchPrefetcher(mixer, recipe.task, batch, seed, rank, step, workers)
     if warmup and step < warmup and rank == 0:
         emit({"note": f"learning rate warm-up over steps 0-{warmup}: {base_lr:g} from step {warmup}"})
+    if anneal and rank == 0:
+        emit({"note": f"learning rate {base_lr:g} annealed to 0 over {minutes:g} min (half cosine) from step {step}"})
     while step < steps:
+        used = _time_used(started, minutes, world, dev) if minutes is not None else 0.0
+        if used >= 1.0:
+            if rank == 0:
+                emit({"note": f"stopped after {minutes:g} min of wall time (--minutes) at step {step}"})
+            break
         t0 = time.time()
-        if warmup and step <= warmup:
+        if (warmup and step <= warmup) or anneal:
+            factor = min(1.0, (step + 1) / warmup) if warmup else 1.0
+            if anneal:
+                factor *= 0.5 * (1.0 + math.cos(math.pi * used))
             for g in opt.param_groups:
-                g["lr"] = base_lr * min(1.0, (step + 1) / warmup)
-        x, y = make_batch(mixer, recipe.task, batch, seed, step, rank)
+                g["lr"] = base_lr * factor
+        x, y = prefetch.get(step) if prefetch else make_batch(mixer, recipe.task, batch, seed, step, rank)
         # Randomness inside the forward (the codec's quantiser dropout) is a function of
         # seed/step/rank too, so a resumed run draws what an uninterrupted one would have.
         torch.manual_seed((seed * 1_000_003 + step) * 64 + rank)
@@ -403,7 +472,7 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
                 emit({"loss": sum(running) / len(running), "grad_norm": float(gnorm),
                       "sec_per_step": round(elapsed / max(step, 1), 3), **(adv.last if adv else {})})
                 running = []
-            if step % val_every == 0 or step == steps:
+            if val is not None and (step % val_every == 0 or step == steps):
                 metrics = evaluate(model, recipe.task, val, recipe.select_by)
                 candidates = [(metrics, model, "raw")]
                 if average is not None:
@@ -427,6 +496,8 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
             elif time.time() - last_ckpt > ckpt_minutes * 60:
                 save()
                 last_ckpt = time.time()
+    if prefetch is not None:
+        prefetch.close()
     if rank == 0:
         save()
         log.close()

@@ -107,3 +107,28 @@ def test_tiny_enhance_keeps_its_default_noise_floor_and_says_so(tmp_path):
     np.testing.assert_allclose(default, ours.enhance(model, noisy), atol=1e-4)
     g = 10 ** (-30 / 20)
     np.testing.assert_allclose(default, raw * (1 - g) + noisy * g, atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (not in CI; run on a lent GPU machine)")
+def test_gpu_streams_match_the_cpu():
+    """`--device cuda`: the codec's decoder (whose code lookup once stayed on the CPU and
+    failed, eighteenth session) and the separator give the CPU's output within float rounding."""
+    codec = get("codec")
+    x = voiced(150.0, seconds=2.03)
+    n_q = codec.bitrate_to_nq(3.0)
+    enc = codec.make_encoder(n_q)
+    codes = torch.cat([enc.feed(x[None]), enc.flush()], -1)
+    outs = []
+    for device in ("cpu", "cuda"):
+        codec.to(device)
+        dec = codec.make_decoder(n_q, device)
+        outs.append(torch.cat([dec.feed(codes), dec.flush()], -1))
+    codec.to("cpu")
+    assert torch.allclose(outs[0], outs[1], atol=1e-3)
+    sep = get("separator")
+    mix = (voiced(110.0, seed=1) + voiced(260.0, seed=2))[None]
+    with torch.no_grad():
+        cpu = sep(mix)
+        gpu = sep.to("cuda")(mix.to("cuda")).cpu()
+    sep.to("cpu")
+    assert torch.allclose(cpu, gpu, atol=1e-3)

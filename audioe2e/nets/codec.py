@@ -234,8 +234,9 @@ class _CodesToLatents:
     def feed(self, codes: torch.Tensor) -> torch.Tensor:
         if codes.shape[0] != self.n_q:
             raise ValueError(f"expected {self.n_q} code rows, got {codes.shape[0]}")
-        with torch.inference_mode():
-            z = self.codec.rvq.decode(codes.long().unsqueeze(0))  # [1, D, F]
+        dev = next(self.codec.parameters()).device
+        with torch.inference_mode():  # lookups where the codebooks are; latents back on the CPU like the encoder's codes
+            z = self.codec.rvq.decode(codes.long().unsqueeze(0).to(dev)).cpu()  # [1, D, F]
         return self.inner.feed(z)
 
     def flush(self) -> torch.Tensor:

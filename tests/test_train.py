@@ -902,3 +902,19 @@ def test_anneal_lowers_the_rate_over_the_minutes_and_needs_them(corpus, tmp_path
         assert after["optim"]["param_groups"][0]["lr"] == 1e-3
     notes = [json.loads(l).get("note", "") for l in (tmp_path / "c" / "log.jsonl").read_text().splitlines()]
     assert f"no optimiser state in the checkpoint: Adam's moments start afresh from step {meta['step']}" in notes
+
+
+def test_validate_refuses_a_file_that_is_no_training_checkpoint(tmp_path):
+    """An exported weights file has no recipe and step: `train validate` says so in one line."""
+    from typer.testing import CliRunner
+
+    from audioe2e.checkpoint import save_weights
+    from audioe2e.train.cli import app
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "manifest.jsonl").write_text("")
+    save_weights(tmp_path / "run" / "last.safetensors", {"w": torch.zeros(1)}, {}, {"params": 1})
+    res = CliRunner().invoke(app, ["validate", "--run", str(tmp_path / "run"), "--corpus", str(tmp_path / "corpus")])
+    assert res.exit_code == 2
+    assert "not a training checkpoint" in res.output and len(res.output.strip().splitlines()) == 1

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from .audio import RATE
+
 
 def pack_corpus(corpus: Path, out: Path, split: str = "train", speaker_seconds: float = 20.0,
                 noise_minutes: float = 5.0, noise_piece_seconds: float = 20.0, seed: int = 0) -> dict:
@@ -44,8 +46,8 @@ def pack_corpus(corpus: Path, out: Path, split: str = "train", speaker_seconds: 
     def write(r: dict, audio: np.ndarray, name: str):
         path = f"{r['kind']}/{name}.flac"
         (tmp / path).parent.mkdir(parents=True, exist_ok=True)
-        sf.write(tmp / path, audio, 16000, format="FLAC", subtype="PCM_16")
-        kept.append({**r, "path": path, "duration": round(len(audio) / 16000, 3)})
+        sf.write(tmp / path, audio, RATE, format="FLAC", subtype="PCM_16")
+        kept.append({**r, "path": path, "duration": round(len(audio) / RATE, 3)})
 
     try:
         for spk in sorted(by_speaker):
@@ -54,12 +56,12 @@ def pack_corpus(corpus: Path, out: Path, split: str = "train", speaker_seconds: 
                 if total >= speaker_seconds:
                     break
                 audio, rate = sf.read(corpus / utts[i]["path"], dtype="int16")
-                if rate != 16000:
-                    raise ValueError(f"{utts[i]['path']}: corpus audio must be 16000 Hz, got {rate}")
+                if rate != RATE:
+                    raise ValueError(f"{utts[i]['path']}: corpus audio must be {RATE} Hz, got {rate}")
                 write(utts[i], audio, f"{len(kept):06d}")
-                total += len(audio) / 16000
+                total += len(audio) / RATE
         budget = noise_minutes * 60
-        piece = int(noise_piece_seconds * 16000)
+        piece = int(noise_piece_seconds * RATE)
         for i in rng.permutation(len(noise)):
             if budget <= 0:
                 break
@@ -68,7 +70,7 @@ def pack_corpus(corpus: Path, out: Path, split: str = "train", speaker_seconds: 
             start = int(rng.integers(0, max(1, len(audio) - piece + 1)))
             cut = audio[start: start + piece]
             write(noise[i], cut, f"{len(kept):06d}")
-            budget -= len(cut) / 16000
+            budget -= len(cut) / RATE
         (tmp / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
         tmp.rename(out)
     except BaseException:

@@ -183,7 +183,7 @@ class Codec(nn.Module):
         dev = torch.device(device)
         inner = ContextStreamer(lambda z: self.decoder(z.to(dev)).squeeze(1).cpu(),
                                 unit_in=1, unit_out=self.hop, context=self.context)
-        return _DropHead(_CodesToLatents(self, inner, n_q), self.delay)
+        return _DropHead(_CodesToLatents(self, inner, n_q, dev), self.delay)
 
 
 def _cat(parts: list) -> torch.Tensor:
@@ -227,16 +227,15 @@ class _DropHead:
 
 
 class _CodesToLatents:
-    def __init__(self, codec: Codec, inner, n_q: int):
-        self.codec, self.inner, self.n_q = codec, inner, n_q
+    def __init__(self, codec: Codec, inner, n_q: int, device: torch.device):
+        self.codec, self.inner, self.n_q, self.device = codec, inner, n_q, device
         self.latency = codec.hop
 
     def feed(self, codes: torch.Tensor) -> torch.Tensor:
         if codes.shape[0] != self.n_q:
             raise ValueError(f"expected {self.n_q} code rows, got {codes.shape[0]}")
-        dev = next(self.codec.parameters()).device
         with torch.inference_mode():  # lookups where the codebooks are; latents back on the CPU like the encoder's codes
-            z = self.codec.rvq.decode(codes.long().unsqueeze(0).to(dev)).cpu()  # [1, D, F]
+            z = self.codec.rvq.decode(codes.long().unsqueeze(0).to(self.device)).cpu()  # [1, D, F]
         return self.inner.feed(z)
 
     def flush(self) -> torch.Tensor:

@@ -109,7 +109,7 @@ def validate_cmd(run: Path = typer.Option(..., "--run", "--run-dir", help="run f
     try:
         line = validate_run(run, corpus)
     except (FileNotFoundError, KeyError, ValueError) as e:  # no checkpoint, unknown recipe, bad corpus
-        typer.echo(f"error: {e}", err=True)
+        typer.echo(f"error: {e.args[0] if isinstance(e, KeyError) else e}", err=True)
         raise typer.Exit(2)
     for key in ("val", "val_ema"):
         if key in line:

@@ -279,16 +279,15 @@ class BatchPrefetcher:
         global _WORKER_MIXER
         _WORKER_MIXER = mixer  # inherited by the forked workers, not pickled per task
         self.pool = mp.get_context("fork").Pool(workers)
-        self.args = (task, size, seed)
-        self.rank, self.next_step, self.depth = rank, start, depth or 2 * workers
+        self.task, self.size, self.seed, self.rank = task, size, seed, rank
+        self.next_step, self.depth = start, depth or 2 * workers
         self.pending: deque = deque()
         self._fill()
 
     def _fill(self):
         while len(self.pending) < self.depth:
-            task, size, seed = self.args
-            self.pending.append((self.next_step, self.pool.apply_async(
-                _worker_batch, ((task, size, seed, self.next_step, self.rank),))))
+            args = (self.task, self.size, self.seed, self.next_step, self.rank)
+            self.pending.append((self.next_step, self.pool.apply_async(_worker_batch, (args,))))
             self.next_step += 1
 
     def get(self, step: int):

@@ -97,7 +97,7 @@ RECIPES: dict[str, Recipe] = {
     "separator": Recipe("separator", "separate", dict(_MASKNET, task="separate", n_src=2), batch=4, seconds=2.0),
     "separator-stft": Recipe("separator-stft", "separate",
                              dict(_MASKNET, task="separate", n_src=2, trainable_frontend=False), batch=4, seconds=2.0),
-    # Twice as deep (4 repeats of the 7 dilated blocks: 28 blocks, ~4 s receptive field, 2.97 M
+    # Twice as deep (4 repeats of the 7 dilated blocks: 28 blocks, ~4 s receptive field, 2.99 M
     # parameters), grown from the 2-repeat weights with `--init-from`: the new blocks start with
     # zero residual and skip outputs (loop.warm_start), so training starts from the trained
     # function. Why: the 2-repeat separator's training loss had come down to its validation

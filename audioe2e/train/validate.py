@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..checkpoint import load_weights, save_weights
 from ..registry import build_model
+from .ema import WeightAverage
 from .loop import evaluate, model_tensors
 from .recipes import get_recipe
 from .valsets import load_valset, valset_id
@@ -28,13 +29,14 @@ def validate_run(run: Path, corpus: Path) -> dict:
     if not last.is_file():
         raise FileNotFoundError(f"{last} not found")
     state, config, meta = load_weights(last)
+    if "recipe" not in meta or "step" not in meta:
+        raise ValueError(f"{last}: not a training checkpoint (no recipe and step in its metadata)")
     recipe = get_recipe(meta["recipe"])
     val = load_valset(corpus, recipe.task)
     line: dict = {}
-    for key, prefix in (("val", "model."), ("val_ema", "ema.")):
-        tensors = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-        if key == "val" and not tensors:
-            tensors = model_tensors(state)
+    weights = {"val": {k: v for k, v in model_tensors(state).items() if not k.startswith("ema.")},
+               "val_ema": WeightAverage.from_checkpoint(state)}
+    for key, tensors in weights.items():
         if not tensors:
             continue
         model = build_model(config)

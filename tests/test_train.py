@@ -814,8 +814,17 @@ def test_prefetching_workers_train_on_the_same_batches(corpus, tmp_path):
             assert all(torch.equal(u, v) for u, v in zip(got, want))
         with pytest.raises(RuntimeError, match="asked for step 11"):
             pre.get(11)
+        # a worker killed (out of memory, say) is an error naming it, never a wait forever
+        import os
+        import signal
+        os.kill(pre.procs[9 % 2].pid, signal.SIGKILL)
+        with pytest.raises(RuntimeError, match=r"batch worker 1 died before step \d+ \(exit code -9\)"):
+            for step in range(9, 20):
+                pre.get(step)
     finally:
         pre.close()
+    pre.close()  # twice is harmless
+    assert not any(p.is_alive() for p in pre.procs)
     recipe = get_recipe("enhancer-tiny")
     kw = dict(batch=2, seconds=0.5, val_every=1000, log_every=1)
     torch.manual_seed(0)

@@ -258,8 +258,19 @@ def batch_arrays(mixer: Mixer, task: str, size: int, seed: int, step: int, rank:
 _WORKER_MIXER: Mixer | None = None
 
 
-def _worker_batch(args):
-    return batch_arrays(_WORKER_MIXER, *args)
+def _batch_worker(conn, parent: int) -> None:
+    """A prefetch worker's loop: batch arguments in, numpy batches out, on its own pipe, until
+    its pipe closes or its parent is gone (so a killed trainer leaves no workers behind)."""
+    import os
+    try:
+        while True:
+            if not conn.poll(2.0):
+                if os.getppid() != parent:
+                    return
+                continue
+            conn.send(batch_arrays(_WORKER_MIXER, *conn.recv()))
+    except (EOFError, OSError, KeyboardInterrupt):
+        return
 
 
 class BatchPrefetcher:
@@ -270,36 +281,79 @@ class BatchPrefetcher:
     resampling, EQ, reverb) cannot keep up; on CPU training it is not needed (workers=0 keeps
     the in-process path). Each batch is still the pure function of (seed, step, rank), so a
     prefetched run trains on exactly the batches an unprefetched one would. The window is
-    bounded because each batch of 4 s separation examples is tens of MB."""
+    bounded because each batch of 4 s separation examples is tens of MB.
+
+    Each worker has its own pipe and takes the steps in turn, so results arrive in order
+    without the shared queues, locks and helper threads of `multiprocessing.Pool` (whose
+    terminate can wait forever on a worker blocked holding the task queue's lock). Forked, so
+    the corpus in memory is shared, not pickled; a worker that dies or stalls is an error,
+    never a hang."""
 
     def __init__(self, mixer: Mixer, task: str, size: int, seed: int, rank: int, start: int,
-                 workers: int, depth: int | None = None):
+                 workers: int, depth: int | None = None, timeout: float = 600.0):
         import multiprocessing as mp
+        import os
         from collections import deque
         global _WORKER_MIXER
-        _WORKER_MIXER = mixer  # inherited by the forked workers, not pickled per task
-        self.pool = mp.get_context("fork").Pool(workers)
+        _WORKER_MIXER = mixer  # inherited by the forked workers
+        ctx = mp.get_context("fork")
+        self.procs, self.conns = [], []
+        for _ in range(workers):
+            ours, theirs = ctx.Pipe()
+            proc = ctx.Process(target=_batch_worker, args=(theirs, os.getpid()), daemon=True)
+            proc.start()
+            theirs.close()
+            self.procs.append(proc)
+            self.conns.append(ours)
         self.task, self.size, self.seed, self.rank = task, size, seed, rank
-        self.next_step, self.depth = start, depth or 2 * workers
-        self.pending: deque = deque()
+        self.next_step, self.depth, self.timeout = start, depth or 2 * workers, timeout
+        self.pending: deque = deque()  # (step, worker index), oldest first
         self._fill()
 
     def _fill(self):
         while len(self.pending) < self.depth:
-            args = (self.task, self.size, self.seed, self.next_step, self.rank)
-            self.pending.append((self.next_step, self.pool.apply_async(_worker_batch, (args,))))
+            w = self.next_step % len(self.conns)
+            try:
+                self.conns[w].send((self.task, self.size, self.seed, self.next_step, self.rank))
+            except OSError:  # its end of the pipe closed: the process is gone
+                self.procs[w].join(timeout=5)
+                raise RuntimeError(f"batch worker {w} died before step {self.next_step} "
+                                   f"(exit code {self.procs[w].exitcode})") from None
+            self.pending.append((self.next_step, w))
             self.next_step += 1
 
     def get(self, step: int):
         """The batch of `step` (steps must be asked for in order)."""
+        import time
+
         import torch
-        queued, result = self.pending.popleft()
+        queued, w = self.pending[0]
         if queued != step:
             raise RuntimeError(f"prefetcher asked for step {step}, holds step {queued}")
-        x, y = result.get()
+        conn, proc, asked = self.conns[w], self.procs[w], time.monotonic()
+        died = f"batch worker {w} died before step {step}"
+        while not conn.poll(1.0):
+            if not proc.is_alive():
+                raise RuntimeError(f"{died} (exit code {proc.exitcode})")
+            if time.monotonic() - asked > self.timeout:
+                raise RuntimeError(f"batch worker {w} made no batch for step {step} in {self.timeout:g} s")
+        try:
+            x, y = conn.recv()
+        except (EOFError, OSError):  # closed, or reset with a batch half sent
+            proc.join(timeout=5)
+            raise RuntimeError(f"{died} (exit code {proc.exitcode})") from None
+        self.pending.popleft()
         self._fill()
         return torch.from_numpy(x), torch.from_numpy(y)
 
     def close(self):
-        self.pool.terminate()
-        self.pool.join()
+        """Stop the workers; the batches still queued are not wanted. Safe to call twice."""
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        for conn in self.conns:
+            conn.close()

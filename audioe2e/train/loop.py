@@ -434,70 +434,72 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
         emit({"note": f"learning rate warm-up over steps 0-{warmup}: {base_lr:g} from step {warmup}"})
     if anneal and rank == 0:
         emit({"note": f"learning rate {base_lr:g} annealed to 0 over {minutes:g} min (half cosine) from step {step}"})
-    while step < steps:
-        used = _time_used(started, minutes, world, dev) if minutes is not None else 0.0
-        if used >= 1.0:
-            if rank == 0:
-                emit({"note": f"stopped after {minutes:g} min of wall time (--minutes) at step {step}"})
-            break
-        t0 = time.time()
-        if (warmup and step <= warmup) or anneal:
-            factor = min(1.0, (step + 1) / warmup) if warmup else 1.0
-            if anneal:
-                factor *= 0.5 * (1.0 + math.cos(math.pi * used))
-            for g in opt.param_groups:
-                g["lr"] = base_lr * factor
-        x, y = prefetch.get(step) if prefetch else make_batch(mixer, recipe.task, batch, seed, step, rank)
-        # Randomness inside the forward (the codec's quantiser dropout) is a function of
-        # seed/step/rank too, so a resumed run draws what an uninterrupted one would have.
-        torch.manual_seed((seed * 1_000_003 + step) * 64 + rank)
-        x, y = x.to(dev), y.to(dev)
-        loss, est = net(x, y)
-        if adv is not None:
-            loss = loss + adv.generator_loss(est, y, step, mix=x)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        if torch.isfinite(gnorm):
-            opt.step()
-            if average is not None:
-                average.update(model)
-        if adv is not None:  # on this step's (detached) output, once the generator has stepped
-            adv.discriminator_step(est, y, step, mix=x)
-        step += 1
-        elapsed += time.time() - t0
-        running.append(loss.item())
-        if rank == 0:
-            if step % log_every == 0:
-                emit({"loss": sum(running) / len(running), "grad_norm": float(gnorm),
-                      "sec_per_step": round(elapsed / max(step, 1), 3), **(adv.last if adv else {})})
-                running = []
-            if val is not None and (step % val_every == 0 or step == steps):
-                metrics = evaluate(model, recipe.task, val, recipe.select_by)
-                candidates = [(metrics, model, "raw")]
+    try:
+        while step < steps:
+            used = _time_used(started, minutes, world, dev) if minutes is not None else 0.0
+            if used >= 1.0:
+                if rank == 0:
+                    emit({"note": f"stopped after {minutes:g} min of wall time (--minutes) at step {step}"})
+                break
+            t0 = time.time()
+            if (warmup and step <= warmup) or anneal:
+                factor = min(1.0, (step + 1) / warmup) if warmup else 1.0
+                if anneal:
+                    factor *= 0.5 * (1.0 + math.cos(math.pi * used))
+                for g in opt.param_groups:
+                    g["lr"] = base_lr * factor
+            x, y = prefetch.get(step) if prefetch else make_batch(mixer, recipe.task, batch, seed, step, rank)
+            # Randomness inside the forward (the codec's quantiser dropout) is a function of
+            # seed/step/rank too, so a resumed run draws what an uninterrupted one would have.
+            torch.manual_seed((seed * 1_000_003 + step) * 64 + rank)
+            x, y = x.to(dev), y.to(dev)
+            loss, est = net(x, y)
+            if adv is not None:
+                loss = loss + adv.generator_loss(est, y, step, mix=x)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            if torch.isfinite(gnorm):
+                opt.step()
                 if average is not None:
-                    candidates.append((evaluate(average.model, recipe.task, val, recipe.select_by),
-                                       average.model, "ema"))
-                    emit({"val": metrics, "val_ema": candidates[1][0]})
-                else:
-                    emit({"val": metrics})
-                metrics, chosen, kind = max(candidates, key=lambda c: c[0]["score"])
-                if best is not None and _score_kind(best, recipe.task) != metrics["score_kind"]:
-                    emit({"note": f"best checkpoint now chosen by {metrics['score_kind']} "
-                                  f"(was {_score_kind(best, recipe.task)}): best reset"})
-                    best = None
-                if best is None or metrics["score"] > best.get("score", best["si_sdr"]):
-                    best = dict(metrics, step=step, weights=kind)
-                    save_weights(run / "best.safetensors", chosen.state_dict(), model.config_dict(),
-                                 {"step": step, "elapsed": elapsed, "val": metrics, "recipe": recipe.name,
-                                  "weights": kind})
-                save()
-                last_ckpt = time.time()
-            elif time.time() - last_ckpt > ckpt_minutes * 60:
-                save()
-                last_ckpt = time.time()
-    if prefetch is not None:
-        prefetch.close()
+                    average.update(model)
+            if adv is not None:  # on this step's (detached) output, once the generator has stepped
+                adv.discriminator_step(est, y, step, mix=x)
+            step += 1
+            elapsed += time.time() - t0
+            running.append(loss.item())
+            if rank == 0:
+                if step % log_every == 0:
+                    emit({"loss": sum(running) / len(running), "grad_norm": float(gnorm),
+                          "sec_per_step": round(elapsed / max(step, 1), 3), **(adv.last if adv else {})})
+                    running = []
+                if val is not None and (step % val_every == 0 or step == steps):
+                    metrics = evaluate(model, recipe.task, val, recipe.select_by)
+                    candidates = [(metrics, model, "raw")]
+                    if average is not None:
+                        candidates.append((evaluate(average.model, recipe.task, val, recipe.select_by),
+                                           average.model, "ema"))
+                        emit({"val": metrics, "val_ema": candidates[1][0]})
+                    else:
+                        emit({"val": metrics})
+                    metrics, chosen, kind = max(candidates, key=lambda c: c[0]["score"])
+                    if best is not None and _score_kind(best, recipe.task) != metrics["score_kind"]:
+                        emit({"note": f"best checkpoint now chosen by {metrics['score_kind']} "
+                                      f"(was {_score_kind(best, recipe.task)}): best reset"})
+                        best = None
+                    if best is None or metrics["score"] > best.get("score", best["si_sdr"]):
+                        best = dict(metrics, step=step, weights=kind)
+                        save_weights(run / "best.safetensors", chosen.state_dict(), model.config_dict(),
+                                     {"step": step, "elapsed": elapsed, "val": metrics, "recipe": recipe.name,
+                                      "weights": kind})
+                    save()
+                    last_ckpt = time.time()
+                elif time.time() - last_ckpt > ckpt_minutes * 60:
+                    save()
+                    last_ckpt = time.time()
+    finally:  # also when a step raises: no batch workers outlive the run
+        if prefetch is not None:
+            prefetch.close()
     if rank == 0:
         save()
         log.close()

@@ -284,10 +284,11 @@ class BatchPrefetcher:
     bounded because each batch of 4 s separation examples is tens of MB.
 
     Each worker has its own pipe and takes the steps in turn, so results arrive in order
-    without the shared queues, locks and helper threads of `multiprocessing.Pool` (whose
-    terminate can wait forever on a worker blocked holding the task queue's lock). Forked, so
-    the corpus in memory is shared, not pickled; a worker that dies or stalls is an error,
-    never a hang."""
+    without the shared queues, locks and helper threads of `multiprocessing.Pool`: its
+    terminate() waited forever when a worker was still writing a batch (megabytes) that nobody
+    would read, holding the result queue's lock (CI hung there; reproduced in about 1 close of
+    30). Forked, so the corpus in memory is shared, not pickled; a worker that dies or stalls
+    is an error, never a hang."""
 
     def __init__(self, mixer: Mixer, task: str, size: int, seed: int, rank: int, start: int,
                  workers: int, depth: int | None = None, timeout: float = 600.0):

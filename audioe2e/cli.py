@@ -133,13 +133,18 @@ def separate(inputs: Inputs, output: Output = None, force: Force = False,
 def encode(inputs: Inputs, output: Output = None,
            bitrate: Annotated[float, typer.Option(help="Target kbit/s (sets the number of "
                                                        "quantiser stages).")] = 3.0,
+           packet_seconds: Annotated[float, typer.Option(
+               help="Seconds of audio per packet: shorter packets cost bits (~14 bytes each) "
+                    "but a live pipe's reader waits less and --conceal loses less per damaged "
+                    "packet.")] = 2.0,
            force: Force = False, skip_existing: Skip = False, template: Template = None,
            device: Device = "auto", threads: Threads = None, quiet: Quiet = False,
            json_out: Json = False):
     """Compress speech to `.ae2` (mono; original rate, channels and length are stored)."""
     from .codecapi import run_encode
     _batch("encode", run_encode, inputs, output, quiet, json_out, bitrate=bitrate, force=force,
-           skip_existing=skip_existing, template=template, device=device, threads=threads)
+           skip_existing=skip_existing, template=template, device=device, threads=threads,
+           packet_seconds=packet_seconds)
 
 
 @app.command()

@@ -246,6 +246,26 @@ def test_codec_errors_and_conceal(tmp_path, wav, codec):
     assert sf.info(str(tmp_path / "c.wav")).frames == 32000
 
 
+def test_packet_seconds_changes_the_packets_not_the_codes(tmp_path, wav, codec):
+    """`--packet-seconds`: the same codes in fewer, larger packets (fewer bytes: each packet
+    costs framing); a length outside 1..4096 frames is a usage error that writes nothing."""
+    from audioe2e.bitstream import Ae2Reader
+    src = wav("s.wav", seconds=2.3)
+    streams = {}
+    for secs in (0.1, 2.0):
+        r = run_encode([src], str(tmp_path / f"{secs}.ae2"), codec, packet_seconds=secs)[0]
+        assert r.status == "ok", r.error
+        with open(tmp_path / f"{secs}.ae2", "rb") as f:
+            reader = Ae2Reader(f, lambda h: codec.priors(h["n_q"]))
+            streams[secs] = (reader.header["frames_per_packet"], np.concatenate(list(reader), 1), r.extra["bytes"])
+    (fpp_a, codes_a, bytes_a), (fpp_b, codes_b, bytes_b) = streams[0.1], streams[2.0]
+    assert (fpp_a, fpp_b) == (5, 100) and np.array_equal(codes_a, codes_b) and bytes_b < bytes_a
+    for bad in (0.0, 0.001, 100.0, float("nan")):
+        with pytest.raises(UsageError, match=f"--packet-seconds {bad:g}: must be 0.02 to 81.92 s"):
+            run_encode([src], str(tmp_path / "bad.ae2"), codec, packet_seconds=bad)
+    assert not (tmp_path / "bad.ae2").exists()
+
+
 def test_file_output_independent_of_io_block_size(tmp_path, wav):
     src = wav("m.wav", seconds=0.6, rate=22050, channels=2, subtype="FLOAT")
     outs = []

@@ -37,6 +37,20 @@ def corpus(tmp_path_factory):
     return root
 
 
+def test_codec_batches_pass_clean_input_at_the_recipe_share(corpus):
+    """The codec trains on clean → clean as well as noisy → clean examples, in the share its
+    recipe sets (codec-stoi-clean: half)."""
+    from audioe2e.train.data import CLEAN_SHARE
+    assert get_recipe("codec-stoi").clean_share == CLEAN_SHARE == 0.3
+    assert get_recipe("codec-stoi-clean").clean_share == 0.5
+    c = Corpus(corpus, "train")
+    for share, want in ((0.0, 0), (1.0, 16)):
+        x, y = batch(Mixer(c, 0.5, clean_share=share), "codec", 16, seed=1, step=2)
+        assert sum(torch.equal(a, b) for a, b in zip(x, y)) == want
+    x, y = batch(Mixer(c, 0.5, clean_share=0.5), "codec", 64, seed=1, step=2)
+    assert 16 < sum(torch.equal(a, b) for a, b in zip(x, y)) < 48
+
+
 def test_mixing_is_reproducible_from_seed(corpus):
     mixer = Mixer(Corpus(corpus, "train"), 0.5)
     a = batch(mixer, "separate", 2, seed=3, step=7)

@@ -66,7 +66,7 @@ def codec_roundtrips(codec, x: np.ndarray, kbps_list) -> dict:
     import torch
 
     from ..bitstream import Ae2Reader, Ae2Writer
-    from ..codecapi import ae2_header
+    from ..codecapi import DEFAULT_PACKET_S, ae2_header, frames_per_packet
     nqs = {k: int(codec.bitrate_to_nq(k)) for k in kbps_list}
     with torch.inference_mode():
         enc = codec.make_encoder(max(nqs.values()), "cpu")
@@ -76,7 +76,8 @@ def codec_roundtrips(codec, x: np.ndarray, kbps_list) -> dict:
     for k, n_q in nqs.items():
         header = ae2_header(codec, n_q, codec.sample_rate, 1)
         buf = io.BytesIO()
-        writer = Ae2Writer(buf, header, codec.priors(n_q))
+        writer = Ae2Writer(buf, header, codec.priors(n_q),
+                           frames_per_packet=frames_per_packet(codec, DEFAULT_PACKET_S))  # as `encode`
         head = writer.bytes_written
         writer.write(codes[:n_q])
         writer.close(len(x))

@@ -45,7 +45,9 @@ ends right after the END packet. The writer emits full packets of ``frames_per_p
 only the last DATA packet may be shorter.
 
 Overhead: header ~270 bytes (~350 with priors_sha256); ~11 bytes per packet
-(2 + 1 + 2 + 1-2 + 1-2 + 4), i.e. ~180 bit/s at 50 frames/s and 25 frames per packet. The priors are not in the file: the reader
+(2 + 1 + 2 + 1-2 + 1-2 + 4), plus ~3 bytes of entropy-coder flush: ~60 bit/s at 50 frames/s
+and 100 frames per packet (`encode`'s default 2 s packets), ~230 bit/s with 25. The
+priors are not in the file: the reader
 gets them from the model (``priors_for_header``) and checks them against ``priors_sha256``.
 
 Errors are ``BitstreamError`` (a ValueError) subclasses: NotAe2Error, UnsupportedVersionError,

@@ -138,15 +138,19 @@ LEVEL_DB = (-35.0, -10.0)
 # ones: pitch and formants move together by the factor (0.8–1.25 spans about the gap between
 # typical male and female voices), tempo with them.
 SPEED = (0.9, 1.1)
+# Share of the codec's training examples whose input is the clean speech itself (the rest are
+# noisy): the codec must also pass clean speech through, not only denoise (recipe field).
+CLEAN_SHARE = 0.3
 
 
 class Mixer:
     """Draws speech, noise and augmentations from a corpus with an explicit RNG."""
 
     def __init__(self, corpus: Corpus, seconds: float, augment: bool = True,
-                 level_db: tuple[float, float] = LEVEL_DB, speed: tuple[float, float] = SPEED):
+                 level_db: tuple[float, float] = LEVEL_DB, speed: tuple[float, float] = SPEED,
+                 clean_share: float = CLEAN_SHARE):
         self.corpus, self.n, self.augment = corpus, int(seconds * RATE), augment
-        self.level_db, self.speed = tuple(level_db), tuple(speed)
+        self.level_db, self.speed, self.clean_share = tuple(level_db), tuple(speed), clean_share
 
     def speaker(self, rng, exclude=()) -> str:
         while True:
@@ -246,7 +250,7 @@ def batch_arrays(mixer: Mixer, task: str, size: int, seed: int, step: int, rank:
             ys.append(np.stack([s1, s2]))
         elif task == "codec":
             noisy, clean = mixer.enhance_pair(rng, snr=(0.0, 25.0))
-            xs.append(clean if rng.random() < 0.3 else noisy)  # also clean → clean
+            xs.append(clean if rng.random() < mixer.clean_share else noisy)  # also clean → clean
             ys.append(clean)
         else:
             noisy, clean = mixer.enhance_pair(rng)

@@ -383,7 +383,8 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
                       f"{run_speed[0]:g}…{run_speed[1]:g} from step {step}")
     elif saved_speed is None and run_speed != SPEED:  # a fresh run off the default
         speed_note = f"speed perturbation {run_speed[0]:g}…{run_speed[1]:g} from step {step}"
-    mixer = Mixer(Corpus(corpus, "train"), seconds, level_db=run_level, speed=run_speed)
+    mixer = Mixer(Corpus(corpus, "train"), seconds, level_db=run_level, speed=run_speed,
+                  clean_share=recipe.clean_share)
     val = load_valset(corpus, recipe.task) if rank == 0 and val_every > 0 else None
     val_id = valset_id(corpus, recipe.task)
     valset_changed = meta_val_id is not None and meta_val_id != val_id

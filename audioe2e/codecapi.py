@@ -5,8 +5,9 @@ and subtype go into the header), resample to the codec rate, feed the encoder, w
 packets as they come, and record the exact input length at the end. Decode: read packets,
 feed the decoder, resample back to the original rate, upmix to the original channels (every
 channel gets the decoded mono signal) and cut to the exact length stored in the file. With
-`--conceal`, frames of damaged packets repeat the last good frame (`hold_last_frame`). Both
-stream, so `... | audioe2e encode - -o - | audioe2e decode - -o - | ...` works on pipes.
+`--conceal`, frames of damaged packets repeat the last good frame for 60 ms, then the codes
+of silence (`Concealer`). Both stream, so `... | audioe2e encode - -o - | audioe2e decode - -o -
+| ...` works on pipes.
 
 Codec contract: `sample_rate`, `hop`, `codebook_size`, `bitrate_to_nq(kbps)`,
 `priors(n_q) -> list[StaticPrior] | None`, `make_encoder(n_q, device)` (feed `[1, T]` ->
@@ -117,16 +118,46 @@ def encode_stream(inp: Input, dest: str, codec, n_q: int, device: str, *, progre
             "bitrate_kbps": round(writer.bytes_written * 8 / dur / 1000, 4)}
 
 
-def hold_last_frame(codes: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+# Concealment holds the last good frame this long, then fades to the codes of silence (as
+# speech codecs' loss concealment mutes after a few tens of ms, e.g. G.711 Appendix I's 60 ms),
+# so a lost 2 s packet is a short hold and then quiet, not 2 s of one frame's buzz.
+CONCEAL_HOLD_S = 0.06
+
+
+def silence_codes(codec, n_q: int, device: str = "cpu") -> np.ndarray:
+    """`[n_q, 1]`: the codes this codec gives digital silence (a frame after 1 s of zeros, past
+    any start-up transient)."""
+    import torch
+    with torch.inference_mode():
+        enc = codec.make_encoder(n_q, device)
+        codes = _np(enc.feed(torch.zeros(1, int(codec.sample_rate), device=device)))
+    return codes.reshape(n_q, -1)[:, -1:].astype(np.int64)
+
+
+class Concealer:
     """Concealment in the code domain (works with any codec): a lost frame (`bitstream.FILL`,
-    negative codes) repeats the last good frame (code 0 before any). Returns (codes, last)."""
-    if (codes < 0).any():
+    negative codes) repeats the last good frame for up to `hold` frames of a loss, later ones
+    (and lost frames before any good one) get `silence`. Stateful across packets."""
+
+    def __init__(self, silence: np.ndarray, hold: int):
+        self.silence, self.hold = silence, hold
+        self.last, self.run = silence, 0
+
+    def __call__(self, codes: np.ndarray) -> np.ndarray:
+        lost = (codes < 0).any(axis=0)
+        if not lost.any():
+            self.run = 0
+            if codes.shape[1]:
+                self.last = codes[:, -1:]
+            return codes
         codes = codes.copy()
         for j in range(codes.shape[1]):
-            if (codes[:, j] < 0).any():
-                codes[:, j] = last[:, 0]
-            last = codes[:, j:j + 1]
-    return codes, codes[:, -1:]
+            if lost[j]:
+                self.run += 1
+                codes[:, j] = (self.last if self.run <= self.hold else self.silence)[:, 0]
+            else:
+                self.run, self.last = 0, codes[:, j:j + 1]
+        return codes
 
 
 def decode_stream(inp: Input, dest: str, codec, device: str, *, conceal: bool = False,
@@ -162,10 +193,13 @@ def decode_stream(inp: Input, dest: str, codec, device: str, *, conceal: bool = 
             y = _np(y).astype(np.float32).reshape(1, -1)
             write(keep.push(down.process(y)))
 
-        last = np.zeros((h["n_q"], 1), np.int64)
+        if conceal:
+            fill = Concealer(silence_codes(codec, h["n_q"], device),
+                             hold=max(1, round(CONCEAL_HOLD_S * h["model_rate"] / hop)))
         for codes in reader:
             frames += codes.shape[-1]
-            codes, last = hold_last_frame(codes, last)
+            if conceal:
+                codes = fill(codes)
             out(dec.feed(torch.from_numpy(np.ascontiguousarray(codes))))
             prog.update(frames * hop / h["model_rate"])
         out(dec.flush())

@@ -276,13 +276,19 @@ def test_file_output_independent_of_io_block_size(tmp_path, wav):
         np.testing.assert_allclose(y, outs[0], atol=1e-5)
 
 
-def test_conceal_holds_last_frame():
-    from audioe2e.codecapi import hold_last_frame
-    codes = np.array([[5, -1, -1, 7], [6, -1, -1, 8]])
-    out, last = hold_last_frame(codes, np.zeros((2, 1), np.int64))
-    assert out.tolist() == [[5, 5, 5, 7], [6, 6, 6, 8]] and last.tolist() == [[7], [8]]
-    out, _ = hold_last_frame(np.full((2, 2), -1), last)
-    assert out.tolist() == [[7, 7], [8, 8]]
+def test_conceal_holds_the_last_frame_briefly_then_goes_quiet(codec):
+    """A lost frame repeats the last good one for `hold` frames of a loss, then the codes of
+    silence take over (a lost 2 s packet must not buzz on one frame); state spans packets."""
+    from audioe2e.codecapi import Concealer, silence_codes
+    quiet = np.array([[0], [1]])
+    fill = Concealer(quiet, hold=2)
+    out = fill(np.array([[-1, 5, -1, -1, -1], [-1, 6, -1, -1, -1]]))
+    assert out.tolist() == [[0, 5, 5, 5, 0], [1, 6, 6, 6, 1]]
+    assert fill(np.array([[-1, 7], [-1, 8]])).tolist() == [[0, 7], [1, 8]]  # the loss goes on
+    assert fill(np.array([[-1, -1, -1], [-1, -1, -1]])).tolist() == [[7, 7, 0], [8, 8, 1]]
+    assert fill(np.array([[3], [4]])).tolist() == [[3], [4]]
+    s = silence_codes(codec, 2)  # the fake codec's code for a frame of zeros: mid-scale
+    assert s.shape == (2, 1) and (s == round(0.5 * (codec.codebook_size - 1))).all()
 
 
 def test_real_untrained_nets_follow_the_contract(tmp_path, wav):

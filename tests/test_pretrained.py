@@ -69,6 +69,31 @@ def test_codec_round_trip_keeps_length_and_resembles_input():
     assert corr > 0.5
 
 
+def test_codec_conceal_goes_quiet_in_a_lost_packet(tmp_path):
+    """`decode --conceal` with the shipped codec: a CRC-damaged 1 s packet is skipped, its
+    span is quiet after the 60 ms hold (not the last frame buzzing on), and the audio before
+    it is the undamaged decode's."""
+    from audioe2e.codecapi import run_decode, run_encode
+    codec = get("codec")
+    import soundfile as sf
+    t = np.arange(4 * RATE) / RATE  # a steady voiced tone: loud when the packet is lost
+    x = (0.05 * sum(np.sin(2 * np.pi * 140 * k * t) / k for k in range(1, 20))).astype(np.float32)
+    sf.write(tmp_path / "x.wav", x, RATE)
+    assert run_encode([str(tmp_path / "x.wav")], str(tmp_path / "x.ae2"), codec, packet_seconds=1.0)[0].status == "ok"
+    data = bytearray((tmp_path / "x.ae2").read_bytes())
+    starts = [i for i in range(len(data) - 2) if data[i:i + 3] == b"\xaePD"]
+    assert len(starts) >= 4  # 50 frames each (the flush may add a short last one)
+    data[starts[1] + 12] ^= 0xFF  # a payload byte of the packet of 1.0–2.0 s
+    (tmp_path / "bad.ae2").write_bytes(bytes(data))
+    r = run_decode([str(tmp_path / "bad.ae2")], str(tmp_path / "bad.wav"), codec, conceal=True)[0]
+    assert r.status == "ok" and r.extra["concealed"] == 1
+    run_decode([str(tmp_path / "x.ae2")], str(tmp_path / "good.wav"), codec)
+    y, g = sf.read(tmp_path / "bad.wav")[0], sf.read(tmp_path / "good.wav")[0]
+    assert y.shape == g.shape == x.shape and np.array_equal(y[: int(0.9 * RATE)], g[: int(0.9 * RATE)])
+    rms = lambda a: np.sqrt(np.mean(a ** 2))  # noqa: E731
+    assert rms(y[int(1.15 * RATE): int(1.95 * RATE)]) < 0.01 * rms(g[int(1.15 * RATE): int(1.95 * RATE)])
+
+
 def test_tiny_enhance_keeps_its_default_noise_floor_and_says_so(tmp_path):
     """`enhance --tiny` without --atten-lim mixes the input back 30 dB down (chosen on a
     validation draw; stored in its manifest entry); `--atten-lim inf` is the network's own

@@ -79,7 +79,7 @@ def ae2_header(codec, n_q: int, orig_rate: int, channels: int, subtype: Optional
 
 
 def encode_stream(inp: Input, dest: str, codec, n_q: int, device: str, *, progress: bool = False,
-                  block: int = BLOCK, quality: str = "HQ", packet_frames: Optional[int] = None) -> dict:
+                  packet_frames: int, block: int = BLOCK, quality: str = "HQ") -> dict:
     import torch
 
     from .bitstream import Ae2Writer
@@ -89,8 +89,7 @@ def encode_stream(inp: Input, dest: str, codec, n_q: int, device: str, *, progre
         first, blocks = first_and_rest(reader)
         f, _ = _binary_out(dest, stack)
         header = ae2_header(codec, n_q, int(info.rate), int(info.channels), output_subtype(info.subtype))
-        writer = Ae2Writer(f, header, codec.priors(n_q),
-                           frames_per_packet=packet_frames or frames_per_packet(codec, DEFAULT_PACKET_S))
+        writer = Ae2Writer(f, header, codec.priors(n_q), frames_per_packet=packet_frames)
         enc = codec.make_encoder(n_q, device)
         up = Resampler(info.rate, codec.sample_rate, 1, quality)
         prog = stack.enter_context(Progress(inp.display, info.duration, progress))
@@ -126,11 +125,11 @@ CONCEAL_HOLD_S = 0.06
 
 def silence_codes(codec, n_q: int, device: str = "cpu") -> np.ndarray:
     """`[n_q, 1]`: the codes this codec gives digital silence (a frame after 1 s of zeros, past
-    any start-up transient)."""
+    any start-up transient). Input on the CPU, as `encode_stream` feeds it on any device."""
     import torch
     with torch.inference_mode():
         enc = codec.make_encoder(n_q, device)
-        codes = _np(enc.feed(torch.zeros(1, int(codec.sample_rate), device=device)))
+        codes = _np(enc.feed(torch.zeros(1, int(codec.sample_rate))))
     return codes.reshape(n_q, -1)[:, -1:].astype(np.int64)
 
 

@@ -81,7 +81,8 @@ def test_codec_conceal_goes_quiet_in_a_lost_packet(tmp_path):
     sf.write(tmp_path / "x.wav", x, RATE)
     assert run_encode([str(tmp_path / "x.wav")], str(tmp_path / "x.ae2"), codec, packet_seconds=1.0)[0].status == "ok"
     data = bytearray((tmp_path / "x.ae2").read_bytes())
-    starts = [i for i in range(len(data) - 2) if data[i:i + 3] == b"\xaePD"]
+    from audioe2e.bitstream import DATA, SYNC
+    starts = [i for i in range(len(data) - 2) if data[i:i + 3] == SYNC + DATA]
     assert len(starts) >= 4  # 50 frames each (the flush may add a short last one)
     data[starts[1] + 12] ^= 0xFF  # a payload byte of the packet of 1.0–2.0 s
     (tmp_path / "bad.ae2").write_bytes(bytes(data))

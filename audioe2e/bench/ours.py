@@ -72,12 +72,12 @@ def codec_roundtrips(codec, x: np.ndarray, kbps_list) -> dict:
         enc = codec.make_encoder(max(nqs.values()), "cpu")
         parts = [enc.feed(torch.from_numpy(np.ascontiguousarray(x, np.float32))[None]), enc.flush()]
         codes = np.concatenate([c.numpy() for c in parts if c.ndim == 2], 1)  # empty flush: 1-D
+    fpp = frames_per_packet(codec, DEFAULT_PACKET_S)  # as `encode` writes them
     out = {}
     for k, n_q in nqs.items():
         header = ae2_header(codec, n_q, codec.sample_rate, 1)
         buf = io.BytesIO()
-        writer = Ae2Writer(buf, header, codec.priors(n_q),
-                           frames_per_packet=frames_per_packet(codec, DEFAULT_PACKET_S))  # as `encode`
+        writer = Ae2Writer(buf, header, codec.priors(n_q), frames_per_packet=fpp)
         head = writer.bytes_written
         writer.write(codes[:n_q])
         writer.close(len(x))

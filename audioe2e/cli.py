@@ -131,8 +131,14 @@ def separate(inputs: Inputs, output: Output = None, force: Force = False,
 
 @app.command()
 def encode(inputs: Inputs, output: Output = None,
-           bitrate: Annotated[float, typer.Option(help="Target kbit/s (sets the number of "
-                                                       "quantiser stages).")] = 3.0,
+           bitrate: Annotated[float, typer.Option(help="Target kbit/s: with --vbr what each "
+                                                       "packet may spend, framing included; with "
+                                                       "--no-vbr it sets the number of quantiser "
+                                                       "stages.")] = 3.0,
+           vbr: Annotated[bool, typer.Option(help="Variable bitrate: few quantiser stages for "
+                                                  "silence, the rest of each packet's bits for "
+                                                  "the speech. --no-vbr: the same stages in every "
+                                                  "frame (an .ae2 version 1 file).")] = True,
            packet_seconds: Annotated[float, typer.Option(
                help="Seconds of audio per packet: shorter packets cost bits (~14 bytes each) "
                     "but a live pipe's reader waits less and --conceal loses less per damaged "
@@ -142,7 +148,7 @@ def encode(inputs: Inputs, output: Output = None,
            json_out: Json = False):
     """Compress speech to `.ae2` (mono; original rate, channels and length are stored)."""
     from .codecapi import run_encode
-    _batch("encode", run_encode, inputs, output, quiet, json_out, bitrate=bitrate, force=force,
+    _batch("encode", run_encode, inputs, output, quiet, json_out, bitrate=bitrate, vbr=vbr, force=force,
            skip_existing=skip_existing, template=template, device=device, threads=threads,
            packet_seconds=packet_seconds)
 

@@ -9,10 +9,16 @@ channel gets the decoded mono signal) and cut to the exact length stored in the 
 of silence (`Concealer`). Both stream, so `... | audioe2e encode - -o - | audioe2e decode - -o -
 | ...` works on pipes.
 
-Codec contract: `sample_rate`, `hop`, `codebook_size`, `bitrate_to_nq(kbps)`,
+Variable bitrate (the default): the encoder codes all `n_q` stages and `ratecontrol` keeps,
+per 2 s packet, the stages that fit the packet's share of `--bitrate`, few for silence and
+the rest spread over the speech; the file is `.ae2` version 2 (`bitstream.stages`).
+
+Codec contract: `sample_rate`, `hop`, `codebook_size`, `n_q` (most stages), `bitrate_to_nq(kbps)`,
 `priors(n_q) -> list[StaticPrior] | None`, `make_encoder(n_q, device)` (feed `[1, T]` ->
 `[n_q, F]` int codes), `make_decoder(n_q, device)` (feed `[n_q, F]` -> `[1, T']`, aligned with
-the encoder input), `model_name`, `weights_sha256`.
+the encoder input; negative codes add nothing), `model_name`, `weights_sha256`; optional
+`speech_frames(codes [n_q, F]) -> bool [F]` (without it variable bitrate treats every frame
+as speech).
 """
 from __future__ import annotations
 
@@ -28,6 +34,7 @@ from .api import _prepare, run_batch, stamp
 from .audio import first_and_rest, BLOCK, AtomicFile, AudioError, AudioWriter, open_reader, output_subtype
 from .inputs import CODE_EXTS, Input, UsageError
 from .report import FileReport, Progress
+from .bitstream.format import FILL
 from .resample import ExactLength, Resampler
 
 DEFAULT_KBPS = 3.0
@@ -67,29 +74,46 @@ def frames_per_packet(codec, seconds: float) -> int:
     return n
 
 
-def ae2_header(codec, n_q: int, orig_rate: int, channels: int, subtype: Optional[str] = None) -> dict:
-    """The `.ae2` header fields for this codec at n_q stages (DESIGN §3)."""
+def ae2_header(codec, n_q: int, orig_rate: int, channels: int, subtype: Optional[str] = None,
+               vbr_kbps: Optional[float] = None) -> dict:
+    """The `.ae2` header fields for this codec at n_q stages (DESIGN §3); with `vbr_kbps`, a
+    variable-stage file of up to n_q stages per frame at that rate."""
     header = dict(model=str(codec.model_name), model_sha256=str(codec.weights_sha256),
                   model_rate=int(codec.sample_rate), orig_rate=int(orig_rate), channels=int(channels),
                   frame_size=int(codec.hop), n_q=int(n_q), codebook_size=int(codec.codebook_size),
-                  bitrate_kbps=round(nominal_kbps(codec, n_q), 4))
+                  bitrate_kbps=round(nominal_kbps(codec, n_q) if vbr_kbps is None else vbr_kbps, 4))
+    if vbr_kbps is not None:
+        header["variable_stages"] = True
     if subtype is not None:
         header["subtype"] = subtype
     return header
 
 
-def encode_stream(inp: Input, dest: str, codec, n_q: int, device: str, *, progress: bool = False,
-                  packet_frames: int, block: int = BLOCK, quality: str = "HQ") -> dict:
-    import torch
-
+def code_writer(f, codec, n_q: int, header: dict, packet_frames: int, vbr_kbps: Optional[float]):
+    """An `Ae2Writer`, or with `vbr_kbps` a `ratecontrol.PacketRateControl` in front of one
+    (fed all n_q stages of every frame; writes each packet's frames with their own stages)."""
     from .bitstream import Ae2Writer
+    writer = Ae2Writer(f, header, codec.priors(n_q), frames_per_packet=packet_frames)
+    if vbr_kbps is None:
+        return writer
+    from .ratecontrol import PacketRateControl
+    return PacketRateControl(writer, codec.priors(n_q), vbr_kbps, codec.sample_rate / codec.hop,
+                             getattr(codec, "speech_frames", None))
+
+
+def encode_stream(inp: Input, dest: str, codec, n_q: int, device: str, *, progress: bool = False,
+                  packet_frames: int, vbr_kbps: Optional[float] = None, block: int = BLOCK,
+                  quality: str = "HQ") -> dict:
+    """With `vbr_kbps`, n_q is the most stages a frame may get (`ratecontrol`)."""
+    import torch
 
     with open_reader(inp.path, block) as reader, ExitStack() as stack:
         info = reader.info
         first, blocks = first_and_rest(reader)
         f, _ = _binary_out(dest, stack)
-        header = ae2_header(codec, n_q, int(info.rate), int(info.channels), output_subtype(info.subtype))
-        writer = Ae2Writer(f, header, codec.priors(n_q), frames_per_packet=packet_frames)
+        header = ae2_header(codec, n_q, int(info.rate), int(info.channels), output_subtype(info.subtype),
+                            vbr_kbps)
+        writer = code_writer(f, codec, n_q, header, packet_frames, vbr_kbps)
         enc = codec.make_encoder(n_q, device)
         up = Resampler(info.rate, codec.sample_rate, 1, quality)
         prog = stack.enter_context(Progress(inp.display, info.duration, progress))
@@ -112,9 +136,13 @@ def encode_stream(inp: Input, dest: str, codec, n_q: int, device: str, *, progre
         put(enc.flush())
         writer.close(n_in)
     dur = n_in / info.rate
-    return {"duration_s": dur, "bytes": writer.bytes_written, "n_q": n_q,
-            "nominal_kbps": header["bitrate_kbps"],
-            "bitrate_kbps": round(writer.bytes_written * 8 / dur / 1000, 4)}
+    size = getattr(writer, "writer", writer).bytes_written
+    report = {"duration_s": dur, "bytes": size, "n_q": n_q, "nominal_kbps": header["bitrate_kbps"],
+              "bitrate_kbps": round(size * 8 / dur / 1000, 4) if dur else None}
+    if vbr_kbps is not None:
+        report["variable_stages"] = True
+        report["mean_stages"] = None if writer.mean_stages is None else round(writer.mean_stages, 3)
+    return report
 
 
 # Concealment holds the last good frame this long, then fades to the codes of silence (as
@@ -143,7 +171,7 @@ class Concealer:
         self.last, self.run = silence, 0
 
     def __call__(self, codes: np.ndarray) -> np.ndarray:
-        lost = (codes < 0).any(axis=0)
+        lost = (codes == FILL).any(axis=0)  # (ABSENT, -2, is a stage a frame does not code)
         if not lost.any():
             self.run = 0
             if codes.shape[1]:
@@ -213,20 +241,23 @@ def decode_stream(inp: Input, dest: str, codec, device: str, *, conceal: bool = 
 
 
 def run_encode(inputs: Sequence[str | Input], output: Optional[str] = None, codec=None, *,
-               bitrate: float = DEFAULT_KBPS, device: str = "cpu",
+               bitrate: float = DEFAULT_KBPS, vbr: bool = True, device: str = "cpu",
                threads: Optional[int] = None, progress: bool = False, block: int = BLOCK,
                packet_seconds: float = DEFAULT_PACKET_S, **batch) -> list[FileReport]:
-    """Encode each audio input to `.ae2` at about `bitrate` kbit/s (before entropy coding)."""
+    """Encode each audio input to `.ae2`. `vbr` (default): each packet spends about `bitrate`
+    kbit/s, framing included, stages per frame chosen by `ratecontrol`; otherwise a fixed
+    number of stages, `bitrate` kbit/s before entropy coding and framing."""
     codec, device = _prepare(codec, "codec", device, threads)
     try:
         n_q = int(codec.bitrate_to_nq(bitrate))
     except ValueError as e:
         raise UsageError(f"--bitrate {bitrate}: {e}") from None
     fpp = frames_per_packet(codec, packet_seconds)
+    vbr_kbps = float(bitrate) if vbr else None
 
     def process(inp, outs, mode):
-        return encode_stream(inp, outs[0], codec, n_q, device, progress=progress, block=block,
-                             packet_frames=fpp)
+        return encode_stream(inp, outs[0], codec, int(codec.n_q) if vbr else n_q, device,
+                             progress=progress, block=block, packet_frames=fpp, vbr_kbps=vbr_kbps)
     return stamp(run_batch("encode", inputs, output, process, **batch), codec, device)
 
 

@@ -162,20 +162,55 @@ def _check(symbols: np.ndarray, priors: Sequence[StaticPrior]) -> np.ndarray:
     return s
 
 
-def _encode_words(s: np.ndarray, priors: Sequence[StaticPrior]) -> bytes:
+def encode_rows(rows: Sequence[np.ndarray], priors: Sequence[StaticPrior]) -> bytes:
+    """Range-code rows of any lengths one after the other (row i with ``priors[i]``; symbols
+    checked by the caller) into one stream; rows that are empty or whose prior has one symbol
+    add nothing. Big-endian words, trailing zero bytes dropped (the decoder reads zeros)."""
     import constriction
 
     enc = constriction.stream.queue.RangeEncoder()
-    for q, p in enumerate(priors):
-        if p.K > 1 and s.shape[1]:
-            enc.encode(np.ascontiguousarray(s[q], dtype=np.int32), p.model())
-    # big-endian words, trailing zero bytes dropped (the decoder reads zeros past the end)
+    for row, p in zip(rows, priors):
+        if p.K > 1 and len(row):
+            enc.encode(np.ascontiguousarray(row, dtype=np.int32), p.model())
     return enc.get_compressed().astype(">u4").tobytes().rstrip(b"\0")
+
+
+class RowDecoder:
+    """Inverse of ``encode_rows`` when each row's length is known only after the rows before
+    it are decoded (the ``.ae2`` per-frame stage counts come first): ``read`` row by row,
+    then ``finish`` checks that the data are exactly what ``encode_rows`` makes of them."""
+
+    def __init__(self, data: bytes):
+        import constriction
+
+        self.data = bytes(data)
+        if self.data.endswith(b"\0"):
+            raise EntropyError("entropy-coded block is corrupt (trailing zero byte)")
+        words = np.frombuffer(self.data + b"\0" * (-len(self.data) % 4), dtype=">u4").astype(np.uint32)
+        self._dec = constriction.stream.queue.RangeDecoder(words)
+        self.rows: list[np.ndarray] = []
+        self.priors: list[StaticPrior] = []
+
+    def read(self, prior: StaticPrior, n: int) -> np.ndarray:
+        """The next ``n`` symbols, coded with ``prior`` (int64 ``[n]``)."""
+        out = np.zeros(int(n), dtype=np.int64)
+        if prior.K > 1 and n:
+            try:
+                out[:] = self._dec.decode(prior.model(), int(n))
+            except Exception as e:  # constriction reports bad streams with assorted exception types
+                raise EntropyError(f"entropy-coded block does not decode: {e}") from None
+        self.rows.append(out)
+        self.priors.append(prior)
+        return out
+
+    def finish(self) -> None:
+        if encode_rows(self.rows, self.priors) != self.data:
+            raise EntropyError("entropy-coded block is corrupt (does not re-encode to the same bytes)")
 
 
 def encode_symbols(symbols: np.ndarray, priors: Sequence[StaticPrior]) -> bytes:
     """Range-code ``symbols [n_q, F]`` (row q with ``priors[q]``) to bytes."""
-    return _encode_words(_check(symbols, priors), priors)
+    return encode_rows(list(_check(symbols, priors)), priors)
 
 
 def decode_symbols(data: bytes, priors: Sequence[StaticPrior], n_frames: int) -> np.ndarray:
@@ -184,23 +219,10 @@ def decode_symbols(data: bytes, priors: Sequence[StaticPrior], n_frames: int) ->
     Raises ``EntropyError`` when ``data`` is not exactly what ``encode_symbols`` would produce
     for some symbols (wrong length, garbage, trailing bytes, other priors).
     """
-    import constriction
-
     n_frames = int(n_frames)
     if n_frames < 0:
         raise EntropyError("n_frames must be >= 0")
-    data = bytes(data)
-    if data.endswith(b"\0"):
-        raise EntropyError("entropy-coded block is corrupt (trailing zero byte)")
-    words = np.frombuffer(data + b"\0" * (-len(data) % 4), dtype=">u4").astype(np.uint32)
-    out = np.zeros((len(priors), n_frames), dtype=np.int64)
-    try:
-        dec = constriction.stream.queue.RangeDecoder(words)
-        for q, p in enumerate(priors):
-            if p.K > 1 and n_frames:
-                out[q] = dec.decode(p.model(), n_frames)
-    except Exception as e:  # constriction reports bad streams with assorted exception types
-        raise EntropyError(f"entropy-coded block does not decode: {e}") from None
-    if _encode_words(out, priors) != data:
-        raise EntropyError("entropy-coded block is corrupt (does not re-encode to the same bytes)")
+    dec = RowDecoder(data)
+    out = np.stack([dec.read(p, n_frames) for p in priors]) if priors else np.zeros((0, n_frames), np.int64)
+    dec.finish()
     return out

@@ -108,6 +108,7 @@ class FakeCodec:
     task = "codec"
     model_name = "fake-codec"
     weights_sha256 = "0" * 64
+    n_q = 8  # most stages (variable bitrate codes up to these)
 
     def __init__(self, sample_rate: int = 16000, hop: int = 320, codebook_size: int = 256):
         self.sample_rate, self.hop, self.codebook_size = sample_rate, hop, codebook_size

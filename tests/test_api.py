@@ -219,14 +219,35 @@ def test_enhance_passes_streamer_options(tmp_path, wav):
 
 @pytest.mark.parametrize("rate,channels,subtype", [(16000, 1, "PCM_16"), (44100, 2, "PCM_24"),
                                                    (8000, 1, "FLOAT")])
-def test_codec_round_trip_restores_format(tmp_path, wav, codec, rate, channels, subtype):
+@pytest.mark.parametrize("vbr", [True, False])
+def test_codec_round_trip_restores_format(tmp_path, wav, codec, rate, channels, subtype, vbr):
     src = wav("s.wav", seconds=0.7, rate=rate, channels=channels, subtype=subtype)
-    enc = run_encode([src], str(tmp_path / "s.ae2"), codec, bitrate=1.6)[0]
-    assert enc.status == "ok" and enc.extra["n_q"] == 4 and enc.extra["bytes"] > 0
+    enc = run_encode([src], str(tmp_path / "s.ae2"), codec, bitrate=1.6, vbr=vbr)[0]
+    assert enc.status == "ok" and enc.extra["bytes"] > 0
+    assert enc.extra["n_q"] == (codec.n_q if vbr else 4) and (tmp_path / "s.ae2").read_bytes()[4] == 1 + vbr
     dec = run_decode([str(tmp_path / "s.ae2")], str(tmp_path / "d.wav"), codec)[0]
     assert dec.status == "ok", dec.error
     i, o = sf.info(src), sf.info(str(tmp_path / "d.wav"))
     assert (o.samplerate, o.channels, o.frames, o.subtype) == (rate, channels, i.frames, subtype)
+
+
+def test_vbr_packets_keep_to_the_bitrate(tmp_path, wav, codec):
+    """Variable bitrate: each packet, framing included, spends at most --bitrate's share
+    (within the coder's last bytes), and a higher bitrate buys more stages per frame."""
+    from audioe2e.bitstream import Ae2Reader
+    src = wav("s.wav", seconds=4.1)
+    stages = []
+    for kbps in (1.5, 2.5):  # the fake codec: 8 bits a stage, 0.4 kbit/s
+        r = run_encode([src], str(tmp_path / f"{kbps}.ae2"), codec, bitrate=kbps, packet_seconds=1.0)[0]
+        assert r.status == "ok", r.error
+        stages.append(r.extra["mean_stages"])
+        with open(tmp_path / f"{kbps}.ae2", "rb") as f:
+            reader = Ae2Reader(f)
+            for pkt, _ in reader.iter_packets():
+                reader.n_frames += pkt.n_frames
+                if pkt.n_frames == 50:  # the full 1 s packets
+                    assert kbps * 1000 / 8 * 0.9 < pkt.size <= kbps * 1000 / 8
+    assert 1 <= stages[0] < stages[1] <= codec.n_q
 
 
 def test_codec_errors_and_conceal(tmp_path, wav, codec):
@@ -253,7 +274,7 @@ def test_packet_seconds_changes_the_packets_not_the_codes(tmp_path, wav, codec):
     src = wav("s.wav", seconds=2.3)
     streams = {}
     for secs in (0.1, 2.0):
-        r = run_encode([src], str(tmp_path / f"{secs}.ae2"), codec, packet_seconds=secs)[0]
+        r = run_encode([src], str(tmp_path / f"{secs}.ae2"), codec, packet_seconds=secs, vbr=False)[0]
         assert r.status == "ok", r.error
         with open(tmp_path / f"{secs}.ae2", "rb") as f:
             reader = Ae2Reader(f, lambda h: codec.priors(h["n_q"]))

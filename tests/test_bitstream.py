@@ -1,5 +1,6 @@
 """The .ae2 container: exact round trips, streaming, and strict, bounded, named failures."""
 import io
+import json
 import os
 import struct
 import threading
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from audioe2e.bitstream import (FILL, MAGIC, SYNC, Ae2Reader, Ae2Writer, BitstreamError,
+from audioe2e.bitstream import (ABSENT, FILL, MAGIC, SYNC, Ae2Reader, Ae2Writer, BitstreamError,
                                 CorruptPacketError, HeaderError, MissingPacketError, NotAe2Error,
                                 PriorMismatchError, TruncatedError, UnsupportedVersionError,
                                 pack_codes, read_info, unpack_codes)
@@ -28,10 +29,11 @@ def make_priors(n_q, K, seed=0):
     return [StaticPrior.from_counts(rng.integers(0, 20, K) ** 2) for _ in range(n_q)]
 
 
-def encode(codes, K, priors=None, fpp=25, n_samples=None, chunk=None, fileobj=None):
+def encode(codes, K, priors=None, fpp=25, n_samples=None, chunk=None, fileobj=None, variable=False):
     n_q, F = codes.shape
     f = fileobj if fileobj is not None else io.BytesIO()
-    w = Ae2Writer(f, make_header(n_q, K), priors, frames_per_packet=fpp)
+    w = Ae2Writer(f, make_header(n_q, K, **({"variable_stages": True} if variable else {})), priors,
+                  frames_per_packet=fpp)
     chunk = chunk or max(F, 1)
     for i in range(0, F, chunk):
         w.write(codes[:, i:i + chunk])
@@ -166,10 +168,93 @@ def test_real_pipe_streams_before_end():
     assert np.array_equal(np.concatenate(got, axis=1), codes)
 
 
-def small_file(entropy):
-    codes = np.random.default_rng(7).integers(0, 16, (2, 30))
-    priors = make_priors(2, 16) if entropy else None
-    return encode(codes, 16, priors, fpp=8), priors, codes
+def variable_codes(rng, n_q, K, F):
+    """Random codes with a random prefix of 1..n_q stages per frame (ABSENT after it)."""
+    codes = rng.integers(0, K, (n_q, F))
+    n = rng.integers(1, n_q + 1, F)
+    codes[np.arange(n_q)[:, None] >= n] = ABSENT
+    return codes
+
+
+def small_file(entropy, variable=False):
+    rng = np.random.default_rng(7)
+    codes = variable_codes(rng, 3, 16, 30) if variable else rng.integers(0, 16, (2, 30))
+    priors = make_priors(codes.shape[0], 16) if entropy else None
+    return encode(codes, 16, priors, fpp=8, variable=variable), priors, codes
+
+
+@pytest.mark.parametrize("entropy", [False, True])
+@pytest.mark.parametrize("n_q,K,F,fpp,chunk", [
+    (4, 1024, 103, 25, 10), (1, 2, 50, 25, 7), (3, 1, 12, 5, 4), (2, 1000, 0, 25, None),
+    (12, 1024, 250, 100, 33), (5, 3, 40, 1, 6),
+])
+def test_variable_stages_round_trip(entropy, n_q, K, F, fpp, chunk):
+    codes = variable_codes(np.random.default_rng(F + K), n_q, K, F)
+    priors = make_priors(n_q, K) if entropy else None
+    data = encode(codes, K, priors, fpp=fpp, chunk=chunk, n_samples=999, variable=True)
+    assert data[4] == 2  # version 2: a build that reads only version 1 refuses it by name
+    out, r = decode(data, priors)
+    assert out.shape == (n_q, F) and np.array_equal(out, codes) and r.n_samples == 999
+    assert r.header["variable_stages"] is True and read_info(io.BytesIO(data))["version"] == 2
+    assert data == encode(codes, K, priors, fpp=fpp, chunk=7, n_samples=999, variable=True)
+    if F and n_q > 1 and K > 1:  # coding fewer stages costs fewer bytes
+        full = encode(np.where(codes == ABSENT, 0, codes), K, priors, fpp=fpp, n_samples=999, variable=True)
+        assert len(data) < len(full)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.data())
+def test_variable_stages_round_trip_hypothesis(data):
+    n_q = data.draw(st.integers(1, 6))
+    K = data.draw(st.sampled_from([1, 2, 5, 1000]))
+    F = data.draw(st.integers(0, 60))
+    entropy = data.draw(st.booleans())
+    codes = variable_codes(np.random.default_rng(data.draw(st.integers(0, 2**32 - 1))), n_q, K, F)
+    priors = make_priors(n_q, K) if entropy else None
+    blob = encode(codes, K, priors, fpp=data.draw(st.integers(1, 30)), n_samples=F, variable=True)
+    assert np.array_equal(decode(blob, priors)[0], codes)
+
+
+def test_variable_stages_validated():
+    K, priors = 16, make_priors(3, 16)
+    w = Ae2Writer(io.BytesIO(), make_header(3, K, variable_stages=True), priors)
+    gap = np.array([[1, 2], [ABSENT, 3], [4, 5]])  # frame 0 codes stage 2 without stage 1
+    with pytest.raises(ValueError, match="prefix of the stages"):
+        w.write(gap)
+    with pytest.raises(ValueError, match="prefix of the stages"):
+        w.write(np.full((3, 1), ABSENT))
+    with pytest.raises(ValueError, match="out of range"):
+        w.write(np.array([[1], [-5], [ABSENT]]))
+    fixed = Ae2Writer(io.BytesIO(), make_header(3, K), priors)  # a version-1 file has no ABSENT
+    with pytest.raises(ValueError, match="out of range"):
+        fixed.write(np.array([[1], [2], [ABSENT]]))
+    data, _, _ = small_file(False)  # version byte and header flag must agree
+    for version, flag in ((2, None), (1, True)):
+        h = make_header(2, 16, entropy=False, frames_per_packet=8)
+        if flag:
+            h["variable_stages"] = flag
+        js = json.dumps(h, sort_keys=True, separators=(",", ":")).encode()
+        body = bytes([version]) + struct.pack("<I", len(js)) + js
+        with pytest.raises(HeaderError, match=f"version {version} with variable_stages"):
+            decode(MAGIC + body + struct.pack("<I", zlib.crc32(body)))
+
+
+@pytest.mark.parametrize("entropy", [False, True])
+def test_variable_stages_every_bit_flip_detected(entropy):
+    data, priors, codes = small_file(entropy, variable=True)
+    assert np.array_equal(decode(data, priors)[0], codes)
+    for i in range(packet_spans(data)[0][0], len(data)):
+        for bit in range(8):
+            bad = bytearray(data)
+            bad[i] ^= 1 << bit
+            with pytest.raises(BitstreamError):
+                decode(bytes(bad), priors)
+            try:
+                out, _ = decode(bytes(bad), priors, conceal=True)
+                good = out[:, :30]
+                assert np.all((good == FILL) | (good == codes[:, :good.shape[1]]))
+            except BitstreamError:
+                pass
 
 
 @pytest.mark.parametrize("entropy", [False, True])
@@ -231,7 +316,7 @@ def test_named_errors_magic_version_header():
     data, _, _ = small_file(False)
     with pytest.raises(NotAe2Error, match=r"not an \.ae2 file \(bad magic\)"):
         decode(b"RIFF" + data[4:])
-    with pytest.raises(UnsupportedVersionError, match=r"unsupported \.ae2 version 7 \(this build reads 1\)"):
+    with pytest.raises(UnsupportedVersionError, match=r"unsupported \.ae2 version 7 \(this build reads 1 and 2\)"):
         decode(data[:4] + b"\x07" + data[5:])
     with pytest.raises(HeaderError, match="header length 4294967295 exceeds limit"):
         decode(data[:5] + b"\xff\xff\xff\xff" + data[9:])

@@ -203,9 +203,11 @@ def test_codec_stage_truncation_roundtrip():
         full = codec.make_encoder(4).feed(torch.from_numpy(x)[None])
         two = codec.make_encoder(2).feed(torch.from_numpy(x)[None])
     assert torch.equal(full[:2], two)
-    out = ours.codec_roundtrips(codec, x, (0.4, 0.8))
-    (y2, size2, head2, nq2), (y4, size4, _, nq4) = out[0.4], out[0.8]
+    out = ours.codec_roundtrips(codec, x, ((0.4, False), (0.8, False), (0.8, True)))
+    (y2, size2, head2, nq2), (y4, size4, _, nq4) = out[(0.4, False)], out[(0.8, False)]
     assert (nq2, nq4) == (2, 4) and y2.shape == y4.shape == x.shape and head2 < size2 < size4
+    yv, sizev, headv, mean_stages = out[(0.8, True)]  # variable bitrate, as `encode` defaults to
+    assert yv.shape == x.shape and 1 <= mean_stages <= 4 and headv < sizev
 
 
 def test_bench_run_smoke(tmp_path, monkeypatch):

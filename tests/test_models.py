@@ -200,6 +200,23 @@ def test_codec_streaming_equals_whole_signal():
         assert torch.allclose(c(x, n_q)[0, k:], y[k:x.shape[-1]], atol=1e-4)
 
 
+def test_codec_absent_stages_add_nothing():
+    """A variable-bitrate frame's uncoded stages (bitstream.ABSENT) decode as that frame's
+    first stages alone, as quantiser dropout trained it; the streaming decoder takes them."""
+    from audioe2e.bitstream import ABSENT
+    torch.manual_seed(0)
+    c = Codec(CodecConfig(channels=8, n_filters=32, dim=16, codebook_size=16, n_q=4)).eval()
+    codes = torch.randint(0, 16, (1, 4, 10))
+    mixed = codes.clone()
+    mixed[0, 2:, :5] = ABSENT
+    with torch.no_grad():
+        z = c.rvq.decode(mixed)
+        assert torch.allclose(z[..., :5], c.rvq.decode(codes[:, :2])[..., :5])
+        assert torch.allclose(z[..., 5:], c.rvq.decode(codes)[..., 5:])
+        y = stream(c.make_decoder(4), mixed[0], [3, 7])
+        assert torch.allclose(y, c.decode_frames(mixed)[..., c.delay:], atol=1e-5)
+
+
 def test_codec_transform_starts_as_perfect_reconstruction():
     """Before training, the learned synthesis inverts the learned analysis (DFT/pinv init),
     with exactly the `delay` the codec declares."""

@@ -95,6 +95,39 @@ def test_codec_conceal_goes_quiet_in_a_lost_packet(tmp_path):
     assert rms(y[int(1.15 * RATE): int(1.95 * RATE)]) < 0.01 * rms(g[int(1.15 * RATE): int(1.95 * RATE)])
 
 
+def test_codec_vbr_spends_its_bits_on_the_voice(tmp_path):
+    """`encode` (variable bitrate, the default) with the shipped codec: the silent second of
+    a voiced-silent-voiced file gets few stages, the voiced seconds the rest; every full packet
+    keeps to --bitrate, framing included; the decode keeps the length."""
+    import io
+
+    import soundfile as sf
+
+    from audioe2e.bitstream import ABSENT, Ae2Reader
+    from audioe2e.codecapi import run_decode, run_encode
+    from audioe2e.ratecontrol import SILENT_STAGES
+    codec = get("codec")
+    x = torch.cat([voiced(140.0, 2.0), torch.zeros(2 * RATE), voiced(180.0, 2.0, seed=3)]).numpy()
+    sf.write(tmp_path / "x.wav", x, RATE)
+    r = run_encode([str(tmp_path / "x.wav")], str(tmp_path / "x.ae2"), codec, bitrate=3.0)[0]
+    assert r.status == "ok" and r.extra["variable_stages"]
+    data = (tmp_path / "x.ae2").read_bytes()
+    reader = Ae2Reader(io.BytesIO(data), lambda h: codec.priors(h["n_q"]))
+    n = ((np.concatenate(list(reader), axis=1)) != ABSENT).sum(0)
+    fps = RATE // codec.hop
+    assert (n[int(2.2 * fps):int(3.8 * fps)] <= SILENT_STAGES).all()
+    for part in (n[:2 * fps], n[4 * fps:]):  # the tone's syllables get more than fixed 3 kbit/s's 6
+        loud = part[part > SILENT_STAGES]
+        assert loud.size > 0.4 * part.size and loud.min() > 6
+    r2 = Ae2Reader(io.BytesIO(data))
+    for pkt, _ in r2.iter_packets():
+        r2.n_frames += pkt.n_frames
+        if pkt.n_frames == 100:
+            assert pkt.size * 8 <= 3.0 * 1000 * 2.0
+    d = run_decode([str(tmp_path / "x.ae2")], str(tmp_path / "y.wav"), codec)[0]
+    assert d.status == "ok" and sf.info(str(tmp_path / "y.wav")).frames == x.size
+
+
 def test_tiny_enhance_keeps_its_default_noise_floor_and_says_so(tmp_path):
     """`enhance --tiny` without --atten-lim mixes the input back 30 dB down (chosen on a
     validation draw; stored in its manifest entry); `--atten-lim inf` is the network's own

@@ -57,28 +57,31 @@ def separate(model, x: np.ndarray) -> np.ndarray:
     return _run(model, x)[:, : len(x)].astype(np.float32)
 
 
-def codec_roundtrips(codec, x: np.ndarray, kbps_list) -> dict:
-    """Encode `[T]` at the model rate once with the most stages needed, then for each bitrate
-    keep the first n_q stages (residual VQ codes do not depend on the stages after them, so
-    this equals encoding at that n_q), write an in-memory `.ae2` (entropy-coded with the
-    model's priors), read it back and decode. Returns {kbps: (decoded [T], file bytes,
-    header bytes, n_q)}."""
+def codec_roundtrips(codec, x: np.ndarray, modes) -> dict:
+    """Encode `[T]` at the model rate once with every stage, then for each mode `(kbps, vbr)`
+    write an in-memory `.ae2` as `encode` does (entropy-coded with the model's priors, 2 s
+    packets; `vbr`: stages per frame by `ratecontrol`, else the first n_q stages -- residual
+    VQ codes do not depend on the stages after them, so this equals encoding at that n_q),
+    read it back and decode. Returns {mode: (decoded [T], file bytes, header bytes, mean
+    stages per frame)}."""
     import torch
 
-    from ..bitstream import Ae2Reader, Ae2Writer
-    from ..codecapi import DEFAULT_PACKET_S, ae2_header, frames_per_packet
-    nqs = {k: int(codec.bitrate_to_nq(k)) for k in kbps_list}
+    from ..bitstream import Ae2Reader
+    from ..codecapi import DEFAULT_PACKET_S, ae2_header, code_writer, frames_per_packet
     with torch.inference_mode():
-        enc = codec.make_encoder(max(nqs.values()), "cpu")
+        enc = codec.make_encoder(codec.n_q, "cpu")
         parts = [enc.feed(torch.from_numpy(np.ascontiguousarray(x, np.float32))[None]), enc.flush()]
         codes = np.concatenate([c.numpy() for c in parts if c.ndim == 2], 1)  # empty flush: 1-D
     fpp = frames_per_packet(codec, DEFAULT_PACKET_S)  # as `encode` writes them
     out = {}
-    for k, n_q in nqs.items():
-        header = ae2_header(codec, n_q, codec.sample_rate, 1)
+    for kbps, vbr in modes:
+        n_q = codec.n_q if vbr else int(codec.bitrate_to_nq(kbps))
+        vbr_kbps = kbps if vbr else None
         buf = io.BytesIO()
-        writer = Ae2Writer(buf, header, codec.priors(n_q), frames_per_packet=fpp)
-        head = writer.bytes_written
+        writer = code_writer(buf, codec, n_q, ae2_header(codec, n_q, codec.sample_rate, 1, vbr_kbps=vbr_kbps),
+                             fpp, vbr_kbps)
+        base = getattr(writer, "writer", writer)
+        head = base.bytes_written
         writer.write(codes[:n_q])
         writer.close(len(x))
         buf.seek(0)
@@ -87,6 +90,6 @@ def codec_roundtrips(codec, x: np.ndarray, kbps_list) -> dict:
             dec = codec.make_decoder(n_q, "cpu")
             ys = [dec.feed(torch.from_numpy(c)) for c in reader] + [dec.flush()]
         y = torch.cat([o.reshape(-1) for o in ys]).numpy()
-        out[k] = (np.pad(y, (0, max(0, len(x) - len(y))))[: len(x)].astype(np.float32),
-                  writer.bytes_written, head, n_q)
+        out[(kbps, vbr)] = (np.pad(y, (0, max(0, len(x) - len(y))))[: len(x)].astype(np.float32),
+                            base.bytes_written, head, writer.mean_stages if vbr else float(n_q))
     return out

@@ -222,12 +222,18 @@ def separate(d: Path, limit=None, log=print, jobs=1) -> dict:
 
 
 # ----------------------------------------------------------------------------- codec
-# 2.5 sits next to 3: an entropy-coded rate moves with the weights, and two points this close
-# let a retrained codec be compared with the shipped one at equal measured rate.
-OURS_KBPS = (1.5, 2.5, 3.0, 6.0)
+# (kbps, variable bitrate): `encode`'s default (variable) at four rates, and fixed stages at
+# 2.5 and 3 beside it. 2.5 sits next to 3: an entropy-coded rate moves with the weights, and
+# two points this close let a retrained codec be compared with the shipped one at equal
+# measured rate.
+OURS_MODES = ((1.5, True), (2.5, True), (3.0, True), (6.0, True), (2.5, False), (3.0, False))
 
 
-def _ours_codec(kbps: float, cache: dict) -> Callable:
+def _codec_label(kbps: float, vbr: bool) -> str:
+    return f"audioe2e codec {kbps:g} kbit/s" + ("" if vbr else ", fixed stages")
+
+
+def _ours_codec(mode: tuple, cache: dict) -> Callable:
     """All bitrates of a clip come from one encoder run (see ours.codec_roundtrips)."""
     def setup():
         if "model" not in cache:
@@ -236,8 +242,8 @@ def _ours_codec(kbps: float, cache: dict) -> Callable:
         def fn(it):
             key = (it["id"], it["cond"])
             if key not in cache:
-                cache[key] = ours.codec_roundtrips(cache["model"], it["input"], OURS_KBPS)
-            y, size, head, _ = cache[key][kbps]
+                cache[key] = ours.codec_roundtrips(cache["model"], it["input"], OURS_MODES)
+            y, size, head, _ = cache[key][mode]
             return y, size, size - head
         return fn
     return setup
@@ -247,7 +253,7 @@ def _ours_codec_at(kbps: float) -> Callable:
     """The codec as an enhancer: noisy clip in, decoded `.ae2` out (time-aligned)."""
     def setup():
         model = ours.load("codec")
-        return lambda it: ours.codec_roundtrips(model, it["input"], (kbps,))[kbps][0][: len(it["input"])]
+        return lambda it: ours.codec_roundtrips(model, it["input"], ((kbps, True),))[(kbps, True)][0][: len(it["input"])]
     return setup
 
 
@@ -268,7 +274,7 @@ def codec(d: Path, clips: int | None = 24, dnsmos=False, log=print, jobs=1,
         systems += [(f"Opus {k} kbit/s", _peer(lambda it, k=k: peers.opus(it["input"], RATE, k))) for k in (6, 8, 12)]
         systems += [(f"Codec 2 {b} bit/s", _peer(lambda it, b=b: peers.codec2(it["input"], RATE, b)))
                     for b in (3200, 1600)]
-        systems += [(f"audioe2e codec {k:g} kbit/s", _ours_codec(k, cache)) for k in OURS_KBPS]
+        systems += [(_codec_label(*m), _ours_codec(m, cache)) for m in OURS_MODES]
         rows = []
         for name, setup in systems:
             r = run_system(name, setup, with_mets(conds, name, mets, dnsmos_only), eval_codec, log, jobs)

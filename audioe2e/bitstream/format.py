@@ -13,7 +13,7 @@ File header::
 
     offset   size  field
     0        4     magic  b"AE2\\x00"
-    4        1     version (1)
+    4        1     version: 1, or 2 when ``variable_stages`` (``bitstream.stages``)
     5        4     header length N, u32 (<= 65536)
     9        N     header: UTF-8 JSON object (keys sorted, compact)
     9+N      4     CRC32 (zlib) of bytes 4 .. 9+N (version, length, JSON)
@@ -21,7 +21,8 @@ File header::
 Header fields (``validate_header``): model (str), model_sha256 (str), model_rate, orig_rate,
 channels, frame_size (samples per code frame at model_rate), n_q (1..64 quantiser stages in
 use), codebook_size (1..65536), bitrate_kbps (nominal, number), entropy (bool),
-frames_per_packet (1..4096), priors_sha256 (when entropy: ``entropy.priors_digest``). Extra
+frames_per_packet (1..4096), priors_sha256 (when entropy: ``entropy.priors_digest``),
+variable_stages (optional bool: each frame codes its own number of stages, version 2). Extra
 keys are kept as is.
 
 Then packets, one after the other::
@@ -35,7 +36,8 @@ Then packets, one after the other::
     .        L     payload
     .        4     CRC32 of every preceding byte of the packet, sync marker included
 
-DATA payload: the codes ``[n_q, n_frames]`` of those frames. With entropy on, the bytes of
+DATA payload (version 1; version 2's is in ``bitstream.stages``): the codes ``[n_q, n_frames]``
+of those frames. With entropy on, the bytes of
 ``entropy.encode_symbols`` (row q coded with prior q). With entropy off, row-major bit-packing
 with ``b = ceil(log2(codebook_size))`` bits per code, most significant bit first, zero-padded
 to a whole byte (``b = 0``, i.e. an empty payload, when codebook_size is 1).
@@ -68,7 +70,8 @@ from typing import NamedTuple
 import numpy as np
 
 MAGIC = b"AE2\x00"
-VERSION = 1
+VERSION = 1  # files with every stage in every frame (readable by every build)
+VARIABLE_VERSION = 2  # files with a per-frame number of stages (``variable_stages``)
 SYNC = b"\xaeP"
 DATA, END = b"D", b"E"
 MAX_HEADER = 64 * 1024
@@ -142,6 +145,8 @@ def validate_header(h) -> dict:
         raise HeaderError(f"invalid header: field 'bitrate_kbps' = {b!r} is not a number")
     if type(h.get("entropy")) is not bool:
         raise HeaderError("invalid header: field 'entropy' missing or not true/false")
+    if type(h.get("variable_stages", False)) is not bool:
+        raise HeaderError("invalid header: field 'variable_stages' is not true/false")
     if h["entropy"] and not isinstance(h.get("priors_sha256"), str):
         raise HeaderError("invalid header: entropy-coded file without 'priors_sha256'")
     return h

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 
-from .format import VERSION
 from .reader import Ae2Reader
 
 
@@ -24,7 +23,7 @@ def read_info(path_or_fileobj) -> dict:
     h = r.header
     return {
         "header": h,
-        "version": VERSION,
+        "version": r.version,
         "packets": r.packets,
         "n_frames": r.n_frames,
         "n_samples": r.n_samples,

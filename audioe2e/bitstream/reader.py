@@ -14,15 +14,17 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from ..entropy import EntropyError, StaticPrior, decode_symbols, priors_digest
-from .format import (_END_PAYLOAD, END, FILL, MAGIC, MAX_HEADER, SYNC, VERSION, BitstreamError,
+from .format import (_END_PAYLOAD, END, FILL, MAGIC, MAX_HEADER, SYNC, VARIABLE_VERSION, VERSION, BitstreamError,
                      CorruptPacketError, HeaderError, MissingPacketError, NotAe2Error, Packet,
                      PriorMismatchError, TruncatedError, UnsupportedVersionError, unpack_codes,
                      validate_header)
 from .framing import _Buffer, _Corrupt, _Truncated, parse_packet
+from .stages import decode_variable
 
 
 class Ae2Reader:
-    """Read an .ae2 stream: ``.header`` after construction; iterate for ``[n_q, F]`` int64 codes.
+    """Read an .ae2 stream: ``.header`` after construction; iterate for ``[n_q, F]`` int64 codes
+    (``stages.ABSENT`` marks the stages a frame of a variable-stage file does not code).
 
     ``priors_for_header(header) -> list[StaticPrior]`` supplies the entropy priors (needed
     only to decode an entropy-coded file; checked against the header's ``priors_sha256``).
@@ -67,8 +69,10 @@ class Ae2Reader:
             raise NotAe2Error("not an .ae2 file (bad magic)")
         if not b.have(9):
             raise TruncatedError("truncated file: header cut off")
-        if b.data[4] != VERSION:
-            raise UnsupportedVersionError(f"unsupported .ae2 version {b.data[4]} (this build reads {VERSION})")
+        self.version = b.data[4]
+        if self.version not in (VERSION, VARIABLE_VERSION):
+            raise UnsupportedVersionError(f"unsupported .ae2 version {b.data[4]} "
+                                          f"(this build reads {VERSION} and {VARIABLE_VERSION})")
         (n,) = struct.unpack_from("<I", b.data, 5)
         if n > MAX_HEADER:
             raise HeaderError(f"header length {n} exceeds limit {MAX_HEADER}")
@@ -83,7 +87,11 @@ class Ae2Reader:
         except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
             raise HeaderError(f"invalid header: not UTF-8 JSON ({e})") from None
         b.pos = 13 + n
-        return validate_header(h)
+        validate_header(h)
+        if h.get("variable_stages", False) != (self.version == VARIABLE_VERSION):
+            raise HeaderError(f"invalid header: version {self.version} with variable_stages = "
+                              f"{h.get('variable_stages', False)}")
+        return h
 
     # -- packets (framing: ``framing.parse_packet``)
     def _resync(self) -> Packet | None:
@@ -180,6 +188,9 @@ class Ae2Reader:
     def _decode(self, pkt: Packet) -> np.ndarray:
         h = self.header
         try:
+            if h.get("variable_stages"):
+                return decode_variable(pkt.payload, self.priors if h["entropy"] else None, h["n_q"],
+                                       pkt.n_frames, h["codebook_size"])
             if h["entropy"]:
                 return decode_symbols(pkt.payload, self.priors, pkt.n_frames)
             return unpack_codes(pkt.payload, h["n_q"], pkt.n_frames, h["codebook_size"])

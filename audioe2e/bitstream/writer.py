@@ -13,9 +13,10 @@ from typing import Sequence
 import numpy as np
 
 from ..entropy import StaticPrior, encode_symbols, priors_digest
-from .format import (_END_PAYLOAD, DATA, END, MAGIC, MAX_HEADER, MAX_PAYLOAD, VERSION, code_bits,
-                     pack_codes, validate_header)
+from .format import (_END_PAYLOAD, DATA, END, MAGIC, MAX_HEADER, MAX_PAYLOAD, VARIABLE_VERSION,
+                     VERSION, code_bits, pack_codes, validate_header)
 from .framing import encode_packet
+from .stages import ABSENT, encode_variable, stage_counts
 
 
 class Ae2Writer:
@@ -23,7 +24,9 @@ class Ae2Writer:
 
     ``header`` needs model, model_sha256, model_rate, orig_rate, channels, frame_size, n_q,
     codebook_size, bitrate_kbps (extra JSON-serialisable keys are kept); the writer sets
-    ``entropy`` (priors given or not), ``frames_per_packet`` and ``priors_sha256``.
+    ``entropy`` (priors given or not), ``frames_per_packet`` and ``priors_sha256``. With
+    ``variable_stages: true`` in the header (a version-2 file) codes may hold ``ABSENT`` for
+    the stages a frame does not code (a prefix of stages per frame, at least one).
     ``priors``: one StaticPrior per quantiser stage with K == codebook_size, or None for raw codes.
     The file object is not closed by ``close``.
     """
@@ -55,7 +58,11 @@ class Ae2Writer:
         self.n_frames = 0
         self.bytes_written = 0
         self.closed = False
-        body = bytes([VERSION]) + struct.pack("<I", len(js)) + js
+        self.variable = bool(h.get("variable_stages", False))
+        if not self.variable:
+            h.pop("variable_stages", None)
+        version = VARIABLE_VERSION if self.variable else VERSION
+        body = bytes([version]) + struct.pack("<I", len(js)) + js
         self._emit(MAGIC + body + struct.pack("<I", zlib.crc32(body)))
 
     def _emit(self, b: bytes) -> None:
@@ -72,7 +79,9 @@ class Ae2Writer:
         self.seq += 1
 
     def _data_packet(self, codes: np.ndarray) -> None:
-        if self.priors is not None:
+        if self.variable:
+            payload = encode_variable(codes, self.priors, self.header["codebook_size"])
+        elif self.priors is not None:
             payload = encode_symbols(codes, self.priors)
         else:
             payload = pack_codes(codes, code_bits(self.header["codebook_size"]))
@@ -80,7 +89,8 @@ class Ae2Writer:
         self.n_frames += codes.shape[1]
 
     def write(self, codes: np.ndarray) -> None:
-        """Append ``codes [n_q, F]`` (ints in 0..codebook_size-1); emits every full packet."""
+        """Append ``codes [n_q, F]`` (ints in 0..codebook_size-1, or ABSENT in a variable-stage
+        file); emits every full packet."""
         if self.closed:
             raise ValueError("write() after close()")
         c = np.asarray(codes)
@@ -89,7 +99,9 @@ class Ae2Writer:
             raise ValueError(f"codes must be [n_q={n_q}, F], got shape {c.shape}")
         if c.size and not np.issubdtype(c.dtype, np.integer):
             raise ValueError(f"codes must be integers, got {c.dtype}")
-        if c.size and (c.min() < 0 or c.max() >= K):
+        if self.variable:
+            stage_counts(c)
+        if c.size and (c[c != ABSENT].min(initial=0) < 0 or c.max() >= K or (not self.variable and c.min() < 0)):
             raise ValueError(f"codes out of range 0..{K - 1}")
         if not c.shape[1]:
             return

@@ -31,6 +31,9 @@ from .causal import CausalConv, CausalConvTranspose, ResUnit, SignedLog, learned
 from .quantizer import ResidualVQ
 
 
+ACTIVITY_STAGES = 6
+
+
 @dataclass(frozen=True)
 class CodecConfig:
     arch: str = "codec"
@@ -44,6 +47,10 @@ class CodecConfig:
     codebook_size: int = 1024
     n_q: int = 12
     context_frames: int = 24     # ≥ the receptive field in code frames (tested)
+    # Variable bitrate (`ratecontrol`): a frame whose latent (first 6 stages) lies within this
+    # distance of the latent of silence gets few stages. Set from the shipped weights' latents:
+    # ~25 % of the frames of validation speech clips fall below it (codec card).
+    speech_distance: float = 12.0
 
 
 class Codec(nn.Module):
@@ -107,6 +114,21 @@ class Codec(nn.Module):
             raise ValueError(f"bitrate {kbps} kbit/s is below one quantiser stage "
                              f"({self.stage_kbps():.2f} kbit/s)")
         return min(n, self.n_q)
+
+    def speech_frames(self, codes) -> "np.ndarray":
+        """`[F]` bool for codes `[n_q, F]` (numpy): frames the variable bitrate treats as speech,
+        those whose latent from the first `ACTIVITY_STAGES` stages lies `speech_distance` or
+        farther from the latent of digital silence (which decodes to silence from few stages)."""
+        import numpy as np
+        dev = self.rvq.stages[0].codebook.weight.device
+        k = min(ACTIVITY_STAGES, int(codes.shape[0]))
+        with torch.inference_mode():
+            if getattr(self, "_silence_codes", None) is None:
+                self._silence_codes = self.encode_frames(torch.zeros(1, self.sample_rate, device=dev),
+                                                         self.n_q)[..., -1:]
+            c = torch.as_tensor(np.asarray(codes[:k]), device=dev).long().unsqueeze(0)
+            z = self.rvq.decode(c) - self.rvq.decode(self._silence_codes[:, :k])
+            return (z.norm(dim=1)[0] >= self.cfg.speech_distance).cpu().numpy()
 
     def priors(self, n_q: int):
         from ..entropy import StaticPrior

@@ -62,8 +62,10 @@ class ResidualVQ(nn.Module):
         return torch.stack(codes, 1)
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """codes [B, n_q, F] → z [B, D, F]."""
-        return sum(self.stages[q].lookup(codes[:, q]) for q in range(codes.shape[1]))
+        """codes [B, n_q, F] → z [B, D, F]. A negative code (a stage a variable-bitrate frame
+        does not code, `bitstream.ABSENT`) adds nothing, as a dropped stage does in training."""
+        return sum(self.stages[q].lookup(codes[:, q]) * (codes[:, q] >= 0).unsqueeze(1).to(self.stages[q].codebook.weight.dtype)
+                   for q in range(codes.shape[1]))
 
     def forward(self, z: torch.Tensor, n_q_per_example: torch.Tensor):
         """Quantise with a per-example number of stages; returns (quantised z, VQ loss)."""

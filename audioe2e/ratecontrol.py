@@ -1,0 +1,131 @@
+"""Variable bitrate for a residual-VQ codec: each packet's bits go where the speech is.
+
+Why: with a fixed number of stages per frame a codec spends as much on a pause as on a
+vowel. A frame whose latent is close to the codec's latent of silence decodes to near-silence
+from its first stages alone, so the encoder codes `SILENT_STAGES` for such frames and shares
+the rest of the packet's budget evenly among the others (water-filling, one stage at a time
+in frame order). The budget is per packet (`--bitrate` × packet duration, less the packet's
+framing), so every packet, and with it the file, stays within the requested rate; deciding
+per packet adds no delay, since a packet is written only when it is complete. Measured on
+the shipped codec (codec card): at equal measured rate, PESQ-NB of clean speech +0.05 over
+fixed stages. Files carry the per-frame stage counts (`bitstream.stages`, version 2).
+
+Costs are the ideal code lengths under the static priors the entropy coder uses, so a
+packet's payload comes out close to its budget; `PACKET_OVERHEAD_BITS` covers the framing
+and the coder's flush.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from .bitstream import ABSENT, code_bits
+from .bitstream.stages import count_prior
+from .entropy import StaticPrior
+
+SILENT_STAGES = 2
+PACKET_OVERHEAD_BITS = 14 * 8  # sync, type, seq, varints, CRC (~11 bytes) + coder flush (~3)
+SAFETY = 0.97  # ideal code lengths run a little below the coder's, and a file's last packets cost framing too
+
+
+def packet_budget_bits(kbps: float, frames: int, frame_rate: float) -> float:
+    """Bits a packet of `frames` code frames may spend on codes and stage counts."""
+    return kbps * 1000 * frames / frame_rate * SAFETY - PACKET_OVERHEAD_BITS
+
+
+def count_bits(n: np.ndarray, n_q: int, entropy: bool = True) -> float:
+    """Bits of a packet's stage counts: ideal code lengths under `bitstream.stages.count_prior`
+    (entropy-coded files), else `code_bits(n_q)` each."""
+    if not entropy:
+        return float(code_bits(n_q) * n.size)
+    prev = np.concatenate([[n_q], n[:-1]])
+    return float(count_prior(n_q).bits()[(n - prev) % n_q].sum()) if n_q > 1 else 0.0
+
+
+def allocate(cum_bits: np.ndarray, speech: np.ndarray, budget: float, silent: int = SILENT_STAGES,
+             entropy: bool = True) -> np.ndarray:
+    """Stages per frame for one packet. `cum_bits [n_q, F]`: bits of a frame's first q+1
+    codes; `speech [F]` bool. Every frame gets one stage; then frames of silence up to
+    `silent`, then speech frames level by level, each step only while the packet's cost
+    (codes + counts, counted exactly) stays within `budget`. Silence never gets more than
+    `silent`: a packet with pauses costs less than its budget (as Opus's VBR spends less on
+    silence)."""
+    n_q, F = cum_bits.shape
+    n = np.ones(F, dtype=np.int64)
+    table = count_prior(n_q).bits() if entropy and n_q > 1 else np.zeros(max(n_q, 1))
+
+    def sym(i: int) -> float:  # bits of frame i's count symbol (0 past the end)
+        return float(table[(n[i] - (n[i - 1] if i else n_q)) % n_q]) if i < F else 0.0
+
+    spent = float(cum_bits[0].sum()) + count_bits(n, n_q, entropy)
+    for group, cap in ((~speech, min(silent, n_q)), (speech, n_q)):
+        idx = np.flatnonzero(group)
+        for level in range(int(n[idx].min()) if idx.size else cap, cap):
+            raised = False
+            for i in idx[n[idx] == level]:
+                before = sym(i) + sym(i + 1)
+                n[i] += 1
+                extra = cum_bits[level, i] - cum_bits[level - 1, i] + sym(i) + sym(i + 1) - before
+                if spent + extra <= budget:
+                    spent += extra
+                    raised = True
+                else:
+                    n[i] -= 1
+            if not raised:
+                break
+    return n
+
+
+class PacketRateControl:
+    """Between a codec's encoder (all `n_q` stages of every frame) and an `Ae2Writer` of a
+    `variable_stages` file: buffers a packet's frames, allocates their stages within the
+    packet's budget, writes the packet's codes with the rest `ABSENT`."""
+
+    def __init__(self, writer, priors: Optional[Sequence[StaticPrior]], kbps: float, frame_rate: float,
+                 speech_frames: Optional[Callable[[np.ndarray], np.ndarray]] = None):
+        self.writer, self.kbps, self.frame_rate = writer, kbps, frame_rate
+        h = writer.header
+        self.entropy = priors is not None  # else raw codes of code_bits(K) bits each
+        self.bits = ([p.bits() for p in priors] if self.entropy else
+                     [np.full(h["codebook_size"], float(code_bits(h["codebook_size"])))] * h["n_q"])
+        self.speech_frames = speech_frames
+        self.fpp = writer.fpp
+        self._pending: list[np.ndarray] = []
+        self._n = 0
+        self.frames = 0
+        self.stages = 0
+
+    def _packet(self, codes: np.ndarray) -> None:
+        n_q, F = codes.shape
+        cum = np.cumsum(np.stack([self.bits[q][codes[q]] for q in range(n_q)]), axis=0)
+        speech = (np.asarray(self.speech_frames(codes), dtype=bool) if self.speech_frames is not None
+                  else np.ones(F, dtype=bool))
+        n = allocate(cum, speech, packet_budget_bits(self.kbps, F, self.frame_rate), entropy=self.entropy)
+        out = np.where(np.arange(n_q)[:, None] < n, codes, ABSENT)
+        self.writer.write(out)
+        self.frames += F
+        self.stages += int(n.sum())
+
+    def write(self, codes: np.ndarray) -> None:
+        if not codes.shape[1]:
+            return
+        self._pending.append(np.asarray(codes, dtype=np.int64))
+        self._n += codes.shape[1]
+        if self._n >= self.fpp:
+            buf = np.concatenate(self._pending, axis=1)
+            full = buf.shape[1] // self.fpp * self.fpp
+            for i in range(0, full, self.fpp):
+                self._packet(buf[:, i:i + self.fpp])
+            rest = buf[:, full:]
+            self._pending, self._n = ([rest] if rest.shape[1] else []), rest.shape[1]
+
+    def close(self, n_samples: int) -> None:
+        if self._n:
+            self._packet(np.concatenate(self._pending, axis=1))
+            self._pending, self._n = [], 0
+        self.writer.close(n_samples)
+
+    @property
+    def mean_stages(self) -> Optional[float]:
+        return self.stages / self.frames if self.frames else None

@@ -32,9 +32,9 @@ import numpy as np
 
 from .api import _prepare, run_batch, stamp
 from .audio import first_and_rest, BLOCK, AtomicFile, AudioError, AudioWriter, open_reader, output_subtype
+from .bitstream.format import FILL
 from .inputs import CODE_EXTS, Input, UsageError
 from .report import FileReport, Progress
-from .bitstream.format import FILL
 from .resample import ExactLength, Resampler
 
 DEFAULT_KBPS = 3.0
@@ -93,11 +93,12 @@ def code_writer(f, codec, n_q: int, header: dict, packet_frames: int, vbr_kbps: 
     """An `Ae2Writer`, or with `vbr_kbps` a `ratecontrol.PacketRateControl` in front of one
     (fed all n_q stages of every frame; writes each packet's frames with their own stages)."""
     from .bitstream import Ae2Writer
-    writer = Ae2Writer(f, header, codec.priors(n_q), frames_per_packet=packet_frames)
+    priors = codec.priors(n_q)
+    writer = Ae2Writer(f, header, priors, frames_per_packet=packet_frames)
     if vbr_kbps is None:
         return writer
     from .ratecontrol import PacketRateControl
-    return PacketRateControl(writer, codec.priors(n_q), vbr_kbps, codec.sample_rate / codec.hop,
+    return PacketRateControl(writer, priors, vbr_kbps, codec.sample_rate / codec.hop,
                              getattr(codec, "speech_frames", None))
 
 
@@ -136,7 +137,7 @@ def encode_stream(inp: Input, dest: str, codec, n_q: int, device: str, *, progre
         put(enc.flush())
         writer.close(n_in)
     dur = n_in / info.rate
-    size = getattr(writer, "writer", writer).bytes_written
+    size = writer.bytes_written
     report = {"duration_s": dur, "bytes": size, "n_q": n_q, "nominal_kbps": header["bitrate_kbps"],
               "bitrate_kbps": round(size * 8 / dur / 1000, 4) if dur else None}
     if vbr_kbps is not None:

@@ -47,10 +47,11 @@ def allocate(cum_bits: np.ndarray, speech: np.ndarray, budget: float, silent: in
              entropy: bool = True) -> np.ndarray:
     """Stages per frame for one packet. `cum_bits [n_q, F]`: bits of a frame's first q+1
     codes; `speech [F]` bool. Every frame gets one stage; then frames of silence up to
-    `silent`, then speech frames level by level, each step only while the packet's cost
-    (codes + counts, counted exactly) stays within `budget`. Silence never gets more than
-    `silent`: a packet with pauses costs less than its budget (as Opus's VBR spends less on
-    silence)."""
+    `silent`, then speech frames level by level, and only once every speech frame has every
+    stage, silence frames beyond `silent` (at high bitrates: quiet frames, which include soft
+    onsets and offsets, lose quality at `silent` stages); each step only while the packet's
+    cost (codes + counts, counted exactly) stays within `budget`. A packet without speech
+    keeps `silent` stages a frame, so pauses cost less than the budget."""
     n_q, F = cum_bits.shape
     n = np.ones(F, dtype=np.int64)
     table = count_prior(n_q).bits() if entropy and n_q > 1 else np.zeros(max(n_q, 1))
@@ -59,7 +60,10 @@ def allocate(cum_bits: np.ndarray, speech: np.ndarray, budget: float, silent: in
         return float(table[(n[i] - (n[i - 1] if i else n_q)) % n_q]) if i < F else 0.0
 
     spent = float(cum_bits[0].sum()) + count_bits(n, n_q, entropy)
-    for group, cap in ((~speech, min(silent, n_q)), (speech, n_q)):
+    groups = [(~speech, min(silent, n_q)), (speech, n_q), (~speech, n_q)]
+    for k, (group, cap) in enumerate(groups):
+        if k == 2 and not (speech.any() and (n[speech] == n_q).all()):
+            break  # silence gets more only from what speech, every stage coded, leaves
         idx = np.flatnonzero(group)
         for level in range(int(n[idx].min()) if idx.size else cap, cap):
             raised = False
@@ -125,6 +129,10 @@ class PacketRateControl:
             self._packet(np.concatenate(self._pending, axis=1))
             self._pending, self._n = [], 0
         self.writer.close(n_samples)
+
+    @property
+    def bytes_written(self) -> int:
+        return self.writer.bytes_written
 
     @property
     def mean_stages(self) -> Optional[float]:

@@ -223,10 +223,10 @@ def separate(d: Path, limit=None, log=print, jobs=1) -> dict:
 
 # ----------------------------------------------------------------------------- codec
 # (kbps, variable bitrate): `encode`'s default (variable) at four rates, and fixed stages at
-# 2.5 and 3 beside it. 2.5 sits next to 3: an entropy-coded rate moves with the weights, and
+# 2.5, 3 and 6 beside it. 2.5 sits next to 3: an entropy-coded rate moves with the weights, and
 # two points this close let a retrained codec be compared with the shipped one at equal
 # measured rate.
-OURS_MODES = ((1.5, True), (2.5, True), (3.0, True), (6.0, True), (2.5, False), (3.0, False))
+OURS_MODES = ((1.5, True), (2.5, True), (3.0, True), (6.0, True), (2.5, False), (3.0, False), (6.0, False))
 
 
 def _codec_label(kbps: float, vbr: bool) -> str:

@@ -101,7 +101,8 @@ class Ae2Writer:
             raise ValueError(f"codes must be integers, got {c.dtype}")
         if self.variable:
             stage_counts(c)
-        if c.size and (c[c != ABSENT].min(initial=0) < 0 or c.max() >= K or (not self.variable and c.min() < 0)):
+        coded = c != ABSENT if self.variable else np.ones(c.shape, dtype=bool)
+        if c.size and (c[coded].min(initial=0) < 0 or c.max() >= K):
             raise ValueError(f"codes out of range 0..{K - 1}")
         if not c.shape[1]:
             return

@@ -90,16 +90,16 @@ def ae2_header(codec, n_q: int, orig_rate: int, channels: int, subtype: Optional
 
 
 def code_writer(f, codec, n_q: int, header: dict, packet_frames: int, vbr_kbps: Optional[float]):
-    """An `Ae2Writer`, or with `vbr_kbps` a `ratecontrol.PacketRateControl` in front of one
-    (fed all n_q stages of every frame; writes each packet's frames with their own stages)."""
+    """An `Ae2Writer`; with `vbr_kbps` it is fed all n_q stages of every frame and a
+    `ratecontrol.StageAllocator` (its `.packet_codes`) keeps each packet's stages within budget."""
     from .bitstream import Ae2Writer
     priors = codec.priors(n_q)
-    writer = Ae2Writer(f, header, priors, frames_per_packet=packet_frames)
-    if vbr_kbps is None:
-        return writer
-    from .ratecontrol import PacketRateControl
-    return PacketRateControl(writer, priors, vbr_kbps, codec.sample_rate / codec.hop,
-                             getattr(codec, "speech_frames", None))
+    allocator = None
+    if vbr_kbps is not None:
+        from .ratecontrol import StageAllocator
+        allocator = StageAllocator(priors, n_q, int(codec.codebook_size), vbr_kbps,
+                                   codec.sample_rate / codec.hop, getattr(codec, "speech_frames", None))
+    return Ae2Writer(f, header, priors, frames_per_packet=packet_frames, packet_codes=allocator)
 
 
 def encode_stream(inp: Input, dest: str, codec, n_q: int, device: str, *, progress: bool = False,
@@ -142,7 +142,8 @@ def encode_stream(inp: Input, dest: str, codec, n_q: int, device: str, *, progre
               "bitrate_kbps": round(size * 8 / dur / 1000, 4) if dur else None}
     if vbr_kbps is not None:
         report["variable_stages"] = True
-        report["mean_stages"] = None if writer.mean_stages is None else round(writer.mean_stages, 3)
+        stages = writer.packet_codes.mean_stages
+        report["mean_stages"] = None if stages is None else round(stages, 3)
     return report
 
 

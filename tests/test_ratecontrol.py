@@ -6,7 +6,7 @@ import pytest
 
 from audioe2e.bitstream import ABSENT, Ae2Reader, Ae2Writer
 from audioe2e.entropy import StaticPrior
-from audioe2e.ratecontrol import (SILENT_STAGES, PacketRateControl, allocate, count_bits,
+from audioe2e.ratecontrol import (SILENT_STAGES, StageAllocator, allocate, count_bits,
                                   packet_budget_bits)
 
 
@@ -32,7 +32,7 @@ def test_allocate_gives_speech_the_bits_and_keeps_to_the_budget():
     assert (allocate(cum, speech, -5.0) == 1).all()  # too few: one stage (the floor)
 
 
-def test_rate_control_writes_a_variable_stage_file_within_budget():
+def test_stage_allocator_writes_a_variable_stage_file_within_budget():
     rng = np.random.default_rng(1)
     n_q, K, F, fpp = 6, 64, 230, 50
     priors = [StaticPrior.from_counts(rng.integers(1, 50, K)) for _ in range(n_q)]
@@ -40,11 +40,11 @@ def test_rate_control_writes_a_variable_stage_file_within_budget():
     h = dict(model="m", model_sha256="0" * 64, model_rate=16000, orig_rate=16000, channels=1,
              frame_size=320, n_q=n_q, codebook_size=K, bitrate_kbps=1.5, variable_stages=True)
     buf = io.BytesIO()
-    rc = PacketRateControl(Ae2Writer(buf, h, priors, frames_per_packet=fpp), priors, 1.5, 50.0,
-                           speech_frames=lambda c: c[0] % 2 == 0)
+    rc = StageAllocator(priors, n_q, K, 1.5, 50.0, speech_frames=lambda c: c[0] % 2 == 0)
+    w = Ae2Writer(buf, h, priors, frames_per_packet=fpp, packet_codes=rc)
     for i in range(0, F, 37):
-        rc.write(codes[:, i:i + 37])
-    rc.close(F * 320)
+        w.write(codes[:, i:i + 37])
+    w.close(F * 320)
     buf.seek(0)
     reader = Ae2Reader(buf, lambda hh: priors)
     out = np.concatenate(list(reader), axis=1)

@@ -90,5 +90,5 @@ def codec_roundtrips(codec, x: np.ndarray, modes) -> dict:
             ys = [dec.feed(torch.from_numpy(c)) for c in reader] + [dec.flush()]
         y = torch.cat([o.reshape(-1) for o in ys]).numpy()
         out[(kbps, vbr)] = (np.pad(y, (0, max(0, len(x) - len(y))))[: len(x)].astype(np.float32),
-                            writer.bytes_written, head, writer.mean_stages if vbr else float(n_q))
+                            writer.bytes_written, head, writer.packet_codes.mean_stages if vbr else float(n_q))
     return out

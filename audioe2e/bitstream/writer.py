@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import struct
 import zlib
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -28,11 +28,14 @@ class Ae2Writer:
     ``variable_stages: true`` in the header (a version-2 file) codes may hold ``ABSENT`` for
     the stages a frame does not code (a prefix of stages per frame, at least one).
     ``priors``: one StaticPrior per quantiser stage with K == codebook_size, or None for raw codes.
+    ``packet_codes``: applied to each packet's codes before they are coded (variable bitrate
+    chooses each frame's stages there, ``ratecontrol.StageAllocator``).
     The file object is not closed by ``close``.
     """
 
     def __init__(self, fileobj, header: dict, priors: Sequence[StaticPrior] | None = None,
-                 frames_per_packet: int = 25, flush: bool = True):
+                 frames_per_packet: int = 25, flush: bool = True,
+                 packet_codes: Callable[[np.ndarray], np.ndarray] | None = None):
         self.f = fileobj
         self._flush = flush and hasattr(fileobj, "flush")
         h = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in dict(header).items()}
@@ -51,7 +54,7 @@ class Ae2Writer:
         js = json.dumps(h, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         if len(js) > MAX_HEADER:
             raise ValueError(f"header of {len(js)} bytes exceeds {MAX_HEADER}")
-        self.header, self.priors, self.fpp = h, priors, frames_per_packet
+        self.header, self.priors, self.fpp, self.packet_codes = h, priors, frames_per_packet, packet_codes
         self._pending: list[np.ndarray] = []
         self._n_pending = 0
         self.seq = 0
@@ -79,6 +82,8 @@ class Ae2Writer:
         self.seq += 1
 
     def _data_packet(self, codes: np.ndarray) -> None:
+        if self.packet_codes is not None:
+            codes = self.packet_codes(codes)
         if self.variable:
             payload = encode_variable(codes, self.priors, self.header["codebook_size"])
         elif self.priors is not None:

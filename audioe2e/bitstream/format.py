@@ -46,11 +46,11 @@ END payload (16 bytes): n_samples u64 (exact length at orig_rate), total_frames 
 ends right after the END packet. The writer emits full packets of ``frames_per_packet`` frames;
 only the last DATA packet may be shorter.
 
-Overhead: header ~270 bytes (~350 with priors_sha256); ~11 bytes per packet
-(2 + 1 + 2 + 1-2 + 1-2 + 4), plus ~3 bytes of entropy-coder flush: ~60 bit/s at 50 frames/s
-and 100 frames per packet (`encode`'s default 2 s packets), ~230 bit/s with 25. The
-priors are not in the file: the reader
-gets them from the model (``priors_for_header``) and checks them against ``priors_sha256``.
+Overhead: header ~270 bytes (~350 with priors_sha256, ~390 with variable_stages too); ~11
+bytes per packet (2 + 1 + 2 + 1-2 + 1-2 + 4), plus ~3 bytes of entropy-coder flush: ~60 bit/s
+at 50 frames/s and 100 frames per packet (`encode`'s default 2 s packets), ~230 bit/s with 25.
+The priors are not in the file: the reader gets them from the model (``priors_for_header``)
+and checks them against ``priors_sha256``.
 
 Errors are ``BitstreamError`` (a ValueError) subclasses: NotAe2Error, UnsupportedVersionError,
 HeaderError, TruncatedError, CorruptPacketError, MissingPacketError, PriorMismatchError.

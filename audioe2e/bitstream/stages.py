@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from ..entropy import RowDecoder, StaticPrior, encode_rows
-from .format import BitstreamError, code_bits
+from .format import BitstreamError, code_bits, pack_codes
 
 ABSENT = -2  # code value of a stage not coded for a frame (FILL, -1, marks lost frames)
 _SAME_SHARE_BITS = 2  # count_prior: "same count as the previous frame" gets 1 - 2**-2 = 3/4
@@ -79,7 +79,6 @@ def encode_variable(codes: np.ndarray, priors: Sequence[StaticPrior] | None, cod
     rows = [codes[q, n > q] for q in range(n_q)]
     if priors is not None:
         return encode_rows([_count_symbols(n, n_q)] + rows, [count_prior(n_q)] + list(priors))
-    from .format import pack_codes
     cb, kb = code_bits(n_q), code_bits(codebook_size)
     bits = [((n[:, None] - 1) >> np.arange(cb - 1, -1, -1)) & 1] if cb else []
     bits += [(r[:, None] >> np.arange(kb - 1, -1, -1)) & 1 for r in rows if kb]

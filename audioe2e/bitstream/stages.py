@@ -97,14 +97,14 @@ def decode_variable(payload: bytes, priors: Sequence[StaticPrior] | None, n_q: i
         dec.finish()
         return _scatter(n, rows, n_q)
     cb, kb = code_bits(n_q), code_bits(codebook_size)
-    allbits = np.unpackbits(np.frombuffer(payload, dtype=np.uint8)).astype(np.int64)
+    allbits = np.unpackbits(np.frombuffer(payload, dtype=np.uint8))
 
     def take(at: int, count: int, width: int) -> np.ndarray:
         if at + count * width > allbits.size:
             raise BitstreamError(f"payload is {len(payload)} bytes, too short for its codes")
         if not width:
             return np.zeros(count, np.int64)
-        return allbits[at:at + count * width].reshape(count, width) @ (1 << np.arange(width - 1, -1, -1))
+        return allbits[at:at + count * width].reshape(count, width).astype(np.int64) @ (1 << np.arange(width - 1, -1, -1))
 
     n = take(0, n_frames, cb) + 1
     if n.size and n.max() > n_q:

@@ -24,6 +24,7 @@ import math
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -115,15 +116,15 @@ class Codec(nn.Module):
                              f"({self.stage_kbps():.2f} kbit/s)")
         return min(n, self.n_q)
 
-    def speech_frames(self, codes) -> "np.ndarray":
+    def speech_frames(self, codes) -> np.ndarray:
         """`[F]` bool for codes `[n_q, F]` (numpy): frames the variable bitrate treats as speech,
         those whose latent from the first `ACTIVITY_STAGES` stages lies `speech_distance` or
         farther from the latent of digital silence (which decodes to silence from few stages)."""
-        import numpy as np
         dev = self.rvq.stages[0].codebook.weight.device
         k = min(ACTIVITY_STAGES, int(codes.shape[0]))
         with torch.inference_mode():
-            if getattr(self, "_silence_codes", None) is None:
+            cached = getattr(self, "_silence_codes", None)
+            if cached is None or cached.device != dev:  # (the model may have moved since)
                 self._silence_codes = self.encode_frames(torch.zeros(1, self.sample_rate, device=dev),
                                                          self.n_q)[..., -1:]
             c = torch.as_tensor(np.asarray(codes[:k]), device=dev).long().unsqueeze(0)

@@ -17,8 +17,8 @@ Codec contract: `sample_rate`, `hop`, `codebook_size`, `n_q` (most stages), `bit
 `priors(n_q) -> list[StaticPrior] | None`, `make_encoder(n_q, device)` (feed `[1, T]` ->
 `[n_q, F]` int codes), `make_decoder(n_q, device)` (feed `[n_q, F]` -> `[1, T']`, aligned with
 the encoder input; negative codes add nothing), `model_name`, `weights_sha256`; optional
-`speech_frames(codes [n_q, F]) -> bool [F]` (without it variable bitrate treats every frame
-as speech).
+`speech_frames(codes [n_q, F], silence [n_q, 1]) -> bool [F]` (`silence`: `silence_codes`;
+without it variable bitrate treats every frame as speech).
 """
 from __future__ import annotations
 
@@ -89,22 +89,29 @@ def ae2_header(codec, n_q: int, orig_rate: int, channels: int, subtype: Optional
     return header
 
 
-def code_writer(f, codec, n_q: int, header: dict, packet_frames: int, vbr_kbps: Optional[float]):
+def code_writer(f, codec, n_q: int, header: dict, packet_frames: int, vbr_kbps: Optional[float],
+                silence: Optional[np.ndarray] = None):
     """An `Ae2Writer`; with `vbr_kbps` it is fed all n_q stages of every frame and a
-    `ratecontrol.StageAllocator` (its `.packet_codes`) keeps each packet's stages within budget."""
+    `ratecontrol.StageAllocator` (its `.packet_codes`) keeps each packet's stages within budget,
+    telling speech from silence by the codec's `speech_frames` against `silence` (the codec's
+    `silence_codes`, computed here when not given)."""
     from .bitstream import Ae2Writer
     priors = codec.priors(n_q)
     allocator = None
     if vbr_kbps is not None:
         from .ratecontrol import StageAllocator
+        speech = None
+        if hasattr(codec, "speech_frames"):
+            silence = silence_codes(codec, n_q) if silence is None else silence
+            speech = lambda codes: codec.speech_frames(codes, silence)  # noqa: E731
         allocator = StageAllocator(priors, n_q, int(codec.codebook_size), vbr_kbps,
-                                   codec.sample_rate / codec.hop, getattr(codec, "speech_frames", None))
+                                   codec.sample_rate / codec.hop, speech)
     return Ae2Writer(f, header, priors, frames_per_packet=packet_frames, packet_codes=allocator)
 
 
 def encode_stream(inp: Input, dest: str, codec, n_q: int, device: str, *, progress: bool = False,
-                  packet_frames: int, vbr_kbps: Optional[float] = None, block: int = BLOCK,
-                  quality: str = "HQ") -> dict:
+                  packet_frames: int, vbr_kbps: Optional[float] = None,
+                  silence: Optional[np.ndarray] = None, block: int = BLOCK, quality: str = "HQ") -> dict:
     """With `vbr_kbps`, n_q is the most stages a frame may get (`ratecontrol`)."""
     import torch
 
@@ -114,7 +121,7 @@ def encode_stream(inp: Input, dest: str, codec, n_q: int, device: str, *, progre
         f, _ = _binary_out(dest, stack)
         header = ae2_header(codec, n_q, int(info.rate), int(info.channels), output_subtype(info.subtype),
                             vbr_kbps)
-        writer = code_writer(f, codec, n_q, header, packet_frames, vbr_kbps)
+        writer = code_writer(f, codec, n_q, header, packet_frames, vbr_kbps, silence)
         enc = codec.make_encoder(n_q, device)
         up = Resampler(info.rate, codec.sample_rate, 1, quality)
         prog = stack.enter_context(Progress(inp.display, info.duration, progress))
@@ -164,8 +171,8 @@ def silence_codes(codec, n_q: int, device: str = "cpu") -> np.ndarray:
 
 
 class Concealer:
-    """Concealment in the code domain (works with any codec): a lost frame (`bitstream.FILL`,
-    negative codes) repeats the last good frame for up to `hold` frames of a loss, later ones
+    """Concealment in the code domain (works with any codec): a lost frame (`bitstream.FILL`
+    codes) repeats the last good frame for up to `hold` frames of a loss, later ones
     (and lost frames before any good one) get `silence`. Stateful across packets."""
 
     def __init__(self, silence: np.ndarray, hold: int):
@@ -250,16 +257,22 @@ def run_encode(inputs: Sequence[str | Input], output: Optional[str] = None, code
     kbit/s, framing included, stages per frame chosen by `ratecontrol`; otherwise a fixed
     number of stages, `bitrate` kbit/s before entropy coding and framing."""
     codec, device = _prepare(codec, "codec", device, threads)
+    if not math.isfinite(bitrate):
+        raise UsageError(f"--bitrate {bitrate}: must be a finite number of kbit/s")
     try:
         n_q = int(codec.bitrate_to_nq(bitrate))
     except ValueError as e:
         raise UsageError(f"--bitrate {bitrate}: {e}") from None
     fpp = frames_per_packet(codec, packet_seconds)
-    vbr_kbps = float(bitrate) if vbr else None
+    vbr_kbps, silence = (float(bitrate) if vbr else None), None
+    if vbr:  # the most stages, and the codes of silence once for the whole batch
+        n_q = int(codec.n_q)
+        if hasattr(codec, "speech_frames"):
+            silence = silence_codes(codec, n_q, device)
 
     def process(inp, outs, mode):
-        return encode_stream(inp, outs[0], codec, int(codec.n_q) if vbr else n_q, device,
-                             progress=progress, block=block, packet_frames=fpp, vbr_kbps=vbr_kbps)
+        return encode_stream(inp, outs[0], codec, n_q, device, progress=progress, block=block,
+                             packet_frames=fpp, vbr_kbps=vbr_kbps, silence=silence)
     return stamp(run_batch("encode", inputs, output, process, **batch), codec, device)
 
 

@@ -23,7 +23,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from .bitstream import ABSENT, code_bits
-from .bitstream.stages import count_prior
+from .bitstream.stages import count_prior, count_symbols
 from .entropy import StaticPrior
 
 SILENT_STAGES = 2
@@ -41,8 +41,7 @@ def count_bits(n: np.ndarray, n_q: int, entropy: bool = True) -> float:
     (entropy-coded files), else `code_bits(n_q)` each."""
     if not entropy:
         return float(code_bits(n_q) * n.size)
-    prev = np.concatenate([[n_q], n[:-1]])
-    return float(count_prior(n_q).bits()[(n - prev) % n_q].sum()) if n_q > 1 else 0.0
+    return float(count_prior(n_q).bits()[count_symbols(n, n_q)].sum()) if n_q > 1 else 0.0
 
 
 def allocate(cum_bits: np.ndarray, speech: np.ndarray, budget: float, silent: int = SILENT_STAGES,

@@ -248,6 +248,10 @@ def test_vbr_packets_keep_to_the_bitrate(tmp_path, wav, codec):
                 if pkt.n_frames == 50:  # the full 1 s packets
                     assert kbps * 1000 / 8 * 0.9 < pkt.size <= kbps * 1000 / 8
     assert 1 <= stages[0] < stages[1] <= codec.n_q
+    for bad in (float("inf"), float("nan")):  # one usage line, no file, either mode
+        with pytest.raises(UsageError, match="must be a finite number of kbit/s"):
+            run_encode([src], str(tmp_path / "bad.ae2"), codec, bitrate=bad)
+    assert not (tmp_path / "bad.ae2").exists()
 
 
 def test_codec_errors_and_conceal(tmp_path, wav, codec):

@@ -67,19 +67,20 @@ def codec_roundtrips(codec, x: np.ndarray, modes) -> dict:
     import torch
 
     from ..bitstream import Ae2Reader
-    from ..codecapi import DEFAULT_PACKET_S, ae2_header, code_writer, frames_per_packet
+    from ..codecapi import DEFAULT_PACKET_S, ae2_header, code_writer, frames_per_packet, silence_codes
     with torch.inference_mode():
         enc = codec.make_encoder(codec.n_q, "cpu")
         parts = [enc.feed(torch.from_numpy(np.ascontiguousarray(x, np.float32))[None]), enc.flush()]
         codes = np.concatenate([c.numpy() for c in parts if c.ndim == 2], 1)  # empty flush: 1-D
     fpp = frames_per_packet(codec, DEFAULT_PACKET_S)  # as `encode` writes them
+    silence = silence_codes(codec, codec.n_q) if hasattr(codec, "speech_frames") else None
     out = {}
     for kbps, vbr in modes:
         n_q = codec.n_q if vbr else int(codec.bitrate_to_nq(kbps))
         vbr_kbps = kbps if vbr else None
         buf = io.BytesIO()
         writer = code_writer(buf, codec, n_q, ae2_header(codec, n_q, codec.sample_rate, 1, vbr_kbps=vbr_kbps),
-                             fpp, vbr_kbps)
+                             fpp, vbr_kbps, silence)
         head = writer.bytes_written
         writer.write(codes[:n_q])
         writer.close(len(x))

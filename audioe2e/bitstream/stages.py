@@ -51,7 +51,8 @@ def stage_counts(codes: np.ndarray) -> np.ndarray:
     return n
 
 
-def _count_symbols(n: np.ndarray, n_q: int) -> np.ndarray:
+def count_symbols(n: np.ndarray, n_q: int) -> np.ndarray:
+    """The coded stage-count row: each frame's change from the previous (n_q before the first)."""
     prev = np.concatenate([[n_q], n[:-1]])
     return (n - prev) % n_q
 
@@ -78,7 +79,7 @@ def encode_variable(codes: np.ndarray, priors: Sequence[StaticPrior] | None, cod
     n = stage_counts(codes)
     rows = [codes[q, n > q] for q in range(n_q)]
     if priors is not None:
-        return encode_rows([_count_symbols(n, n_q)] + rows, [count_prior(n_q)] + list(priors))
+        return encode_rows([count_symbols(n, n_q)] + rows, [count_prior(n_q)] + list(priors))
     cb, kb = code_bits(n_q), code_bits(codebook_size)
     bits = [((n[:, None] - 1) >> np.arange(cb - 1, -1, -1)) & 1] if cb else []
     bits += [(r[:, None] >> np.arange(kb - 1, -1, -1)) & 1 for r in rows if kb]

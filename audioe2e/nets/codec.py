@@ -116,19 +116,16 @@ class Codec(nn.Module):
                              f"({self.stage_kbps():.2f} kbit/s)")
         return min(n, self.n_q)
 
-    def speech_frames(self, codes) -> np.ndarray:
-        """`[F]` bool for codes `[n_q, F]` (numpy): frames the variable bitrate treats as speech,
-        those whose latent from the first `ACTIVITY_STAGES` stages lies `speech_distance` or
-        farther from the latent of digital silence (which decodes to silence from few stages)."""
+    def speech_frames(self, codes: np.ndarray, silence: np.ndarray) -> np.ndarray:
+        """`[F]` bool for codes `[n_q, F]`: frames the variable bitrate treats as speech, those
+        whose latent from the first `ACTIVITY_STAGES` stages lies `speech_distance` or farther
+        from the latent of `silence` (`[n_q, 1]`, the codes of digital silence:
+        `codecapi.silence_codes`), which decodes to silence from few stages."""
         dev = self.rvq.stages[0].codebook.weight.device
         k = min(ACTIVITY_STAGES, int(codes.shape[0]))
         with torch.inference_mode():
-            cached = getattr(self, "_silence_codes", None)
-            if cached is None or cached.device != dev:  # (the model may have moved since)
-                self._silence_codes = self.encode_frames(torch.zeros(1, self.sample_rate, device=dev),
-                                                         self.n_q)[..., -1:]
-            c = torch.as_tensor(np.asarray(codes[:k]), device=dev).long().unsqueeze(0)
-            z = self.rvq.decode(c) - self.rvq.decode(self._silence_codes[:, :k])
+            c, s = (torch.as_tensor(np.asarray(a[:k]), device=dev).long().unsqueeze(0) for a in (codes, silence))
+            z = self.rvq.decode(c) - self.rvq.decode(s)
             return (z.norm(dim=1)[0] >= self.cfg.speech_distance).cpu().numpy()
 
     def priors(self, n_q: int):

@@ -104,8 +104,10 @@ def code_writer(f, codec, n_q: int, header: dict, packet_frames: int, vbr_kbps: 
         if hasattr(codec, "speech_frames"):
             silence = silence_codes(codec, n_q) if silence is None else silence
             speech = lambda codes: codec.speech_frames(codes, silence)  # noqa: E731
+        # frames coded beyond the input's duration: the delay's, flushed at the end, plus a partial one
+        extra = getattr(codec, "delay", 0) / codec.hop + 1
         allocator = StageAllocator(priors, n_q, int(codec.codebook_size), vbr_kbps,
-                                   codec.sample_rate / codec.hop, speech)
+                                   codec.sample_rate / codec.hop, speech, extra_frames=extra)
     return Ae2Writer(f, header, priors, frames_per_packet=packet_frames, packet_codes=allocator)
 
 

@@ -232,21 +232,26 @@ def test_codec_round_trip_restores_format(tmp_path, wav, codec, rate, channels, 
 
 
 def test_vbr_packets_keep_to_the_bitrate(tmp_path, wav, codec):
-    """Variable bitrate: each packet, framing included, spends at most --bitrate's share
-    (within the coder's last bytes), and a higher bitrate buys more stages per frame."""
+    """Variable bitrate: the stream (packets with their framing, END included) never runs
+    ahead of --bitrate × the time coded so far, spends nearly all of it over the file, and a
+    higher bitrate buys more stages per frame."""
     from audioe2e.bitstream import Ae2Reader
     src = wav("s.wav", seconds=4.1)
+    fps = codec.sample_rate / codec.hop
     stages = []
     for kbps in (1.5, 2.5):  # the fake codec: 8 bits a stage, 0.4 kbit/s
         r = run_encode([src], str(tmp_path / f"{kbps}.ae2"), codec, bitrate=kbps, packet_seconds=1.0)[0]
         assert r.status == "ok", r.error
         stages.append(r.extra["mean_stages"])
+        spent, frames = 0, 0
         with open(tmp_path / f"{kbps}.ae2", "rb") as f:
             reader = Ae2Reader(f)
             for pkt, _ in reader.iter_packets():
                 reader.n_frames += pkt.n_frames
-                if pkt.n_frames == 50:  # the full 1 s packets
-                    assert kbps * 1000 / 8 * 0.9 < pkt.size <= kbps * 1000 / 8
+                spent, frames = spent + pkt.size, frames + pkt.n_frames
+                assert spent <= kbps * 1000 / 8 * frames / fps
+        share = kbps * 1000 / 8 * 4.1
+        assert 0.95 * share < spent <= share
     assert 1 <= stages[0] < stages[1] <= codec.n_q
     for bad in (float("inf"), float("nan")):  # one usage line, no file, either mode
         with pytest.raises(UsageError, match="must be a finite number of kbit/s"):

@@ -6,8 +6,8 @@ import pytest
 
 from audioe2e.bitstream import ABSENT, Ae2Reader, Ae2Writer
 from audioe2e.entropy import StaticPrior
-from audioe2e.ratecontrol import (SILENT_STAGES, StageAllocator, allocate, count_bits,
-                                  packet_budget_bits)
+from audioe2e.ratecontrol import (CARRY_PACKETS, END_BYTES, SILENT_STAGES, StageAllocator, allocate,
+                                  count_bits, share_bytes)
 
 
 def test_allocate_gives_speech_the_bits_and_keeps_to_the_budget():
@@ -55,7 +55,48 @@ def test_stage_allocator_writes_a_variable_stage_file_within_budget():
     assert n[speech].mean() > n[~speech].mean()
     buf.seek(0)
     r = Ae2Reader(buf)
+    spent = 0
     for pkt, _ in r.iter_packets():
         r.n_frames += pkt.n_frames
-        if pkt.n_frames == fpp:
-            assert pkt.size * 8 <= packet_budget_bits(1.5, fpp, 50.0) + 14 * 8 + 32
+        spent += pkt.size
+        assert spent <= share_bytes(1.5, r.n_frames, 50.0)  # never ahead of the rate, END included
+    assert spent > 0.95 * share_bytes(1.5, F, 50.0)  # and it spends it
+
+
+@pytest.mark.parametrize("entropy", [True, False])
+def test_stage_allocator_carries_a_pause_to_the_speech_within_a_cap(entropy):
+    """Packets of pause cost little; what they leave goes to the packets after them, at most
+    CARRY_PACKETS packets' worth each; the running total stays within the rate less the END
+    packet's bytes; a last packet of one frame still fits."""
+    from audioe2e.bitstream.framing import packet_size
+    from audioe2e.bitstream.stages import encode_variable
+    rng = np.random.default_rng(2)
+    n_q, K, fpp, kbps = 12, 1024, 100, 3.0
+    priors = [StaticPrior.from_counts(rng.integers(1, 50, K)) for _ in range(n_q)] if entropy else None
+    speaking = [True, False, False, True, True, False, True]
+    rc = StageAllocator(priors, n_q, K, kbps, 50.0, speech_frames=lambda c: np.full(c.shape[1], talk))
+    spent, frames, sizes = 0, 0, []
+    for i, talk in enumerate(speaking + [True]):
+        F = 1 if i == len(speaking) else fpp
+        out = rc(rng.integers(0, K, (n_q, F)), final=i == len(speaking))
+        size = packet_size(F, len(encode_variable(out, priors, K)))
+        spent, frames = spent + size, frames + F
+        sizes.append(size)
+        assert rc.stream_bytes == spent  # its count of the bytes is the writer's
+        assert spent + END_BYTES <= share_bytes(kbps, frames, 50.0)
+        assert size <= share_bytes(kbps, F, 50.0) * (1 + CARRY_PACKETS) + 1
+    share = share_bytes(kbps, fpp, 50.0)
+    assert sizes[1] < 0.5 * share and sizes[2] < 0.5 * share  # pauses are cheap
+    assert sizes[3] > 1.5 * share  # the speech after them gets their bits (up to the cap)
+    assert spent + END_BYTES > share_bytes(kbps, frames, 50.0) - 2 * share  # nothing much left unspent
+
+
+def test_stage_allocator_codes_the_floor_when_nothing_fits():
+    """Below one stage a frame the allocator still codes every frame's first stage (the
+    bitrate check of `encode` keeps users above that floor)."""
+    rng = np.random.default_rng(3)
+    n_q, K = 4, 256
+    priors = [StaticPrior.from_counts(rng.integers(1, 50, K)) for _ in range(n_q)]
+    rc = StageAllocator(priors, n_q, K, 0.05, 50.0)
+    out = rc(rng.integers(0, K, (n_q, 50)))
+    assert (out[0] != ABSENT).all() and (out[1:] == ABSENT).all() and rc.mean_stages == 1.0

@@ -941,3 +941,17 @@ def test_validate_refuses_a_file_that_is_no_training_checkpoint(tmp_path):
     res = CliRunner().invoke(app, ["validate", "--run", str(tmp_path / "run"), "--corpus", str(tmp_path / "corpus")])
     assert res.exit_code == 2
     assert "not a training checkpoint" in res.output and len(res.output.strip().splitlines()) == 1
+
+
+def test_export_counts_the_codec_priors_on_the_mix_its_recipe_trained_on(corpus, tmp_path, monkeypatch):
+    """The entropy priors are counted on training mixtures with the recipe's share of clean
+    inputs (codec-stoi-clean: half), not always the default 30 %."""
+    import audioe2e.train.priors as priors
+    from audioe2e.train.export import export_run
+    run = tmp_path / "r"
+    train(get_recipe("codec-stoi-clean"), corpus, run, steps=1, batch=2, seconds=1.0, val_every=1000)
+    seen, real = [], priors.fit_priors
+    monkeypatch.setattr(priors, "fit_priors", lambda model, root, **kw: (
+        seen.append(kw.get("clean_share")), real(model, root, **dict(kw, batches=1, batch_size=2, seconds=0.5)))[1])
+    export_run(run, "codec", tmp_path / "models", corpus, "last")
+    assert seen == [0.5]

@@ -29,6 +29,11 @@ def encode_packet(kind: bytes, seq: int, n_frames: int, payload: bytes) -> bytes
     return pkt + struct.pack("<I", zlib.crc32(pkt))
 
 
+def packet_size(n_frames: int, payload_bytes: int) -> int:
+    """Bytes `encode_packet` writes for a payload of `payload_bytes` (rate control counts them)."""
+    return len(SYNC) + 1 + 2 + len(_varint(n_frames)) + len(_varint(payload_bytes)) + payload_bytes + 4
+
+
 class _Truncated(Exception):
     pass
 

@@ -28,14 +28,15 @@ class Ae2Writer:
     ``variable_stages: true`` in the header (a version-2 file) codes may hold ``ABSENT`` for
     the stages a frame does not code (a prefix of stages per frame, at least one).
     ``priors``: one StaticPrior per quantiser stage with K == codebook_size, or None for raw codes.
-    ``packet_codes``: applied to each packet's codes before they are coded (variable bitrate
-    chooses each frame's stages there, ``ratecontrol.StageAllocator``).
+    ``packet_codes(codes, final)``: applied to each packet's codes before they are coded
+    (variable bitrate chooses each frame's stages there, ``ratecontrol.StageAllocator``);
+    ``final`` is true for the short packet ``close`` writes.
     The file object is not closed by ``close``.
     """
 
     def __init__(self, fileobj, header: dict, priors: Sequence[StaticPrior] | None = None,
                  frames_per_packet: int = 25, flush: bool = True,
-                 packet_codes: Callable[[np.ndarray], np.ndarray] | None = None):
+                 packet_codes: Callable[[np.ndarray, bool], np.ndarray] | None = None):
         self.f = fileobj
         self._flush = flush and hasattr(fileobj, "flush")
         h = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in dict(header).items()}
@@ -81,9 +82,9 @@ class Ae2Writer:
         self._emit(encode_packet(kind, self.seq, n_frames, payload))
         self.seq += 1
 
-    def _data_packet(self, codes: np.ndarray) -> None:
+    def _data_packet(self, codes: np.ndarray, final: bool = False) -> None:
         if self.packet_codes is not None:
-            codes = self.packet_codes(codes)
+            codes = self.packet_codes(codes, final)
         if self.variable:
             payload = encode_variable(codes, self.priors, self.header["codebook_size"])
         elif self.priors is not None:
@@ -128,7 +129,7 @@ class Ae2Writer:
         if type(n_samples) is not int and not isinstance(n_samples, np.integer) or n_samples < 0:
             raise ValueError(f"n_samples must be an int >= 0, got {n_samples!r}")
         if self._n_pending:
-            self._data_packet(np.concatenate(self._pending, axis=1))
+            self._data_packet(np.concatenate(self._pending, axis=1), final=True)
             self._pending, self._n_pending = [], 0
         self._packet(END, 0, _END_PAYLOAD.pack(int(n_samples), self.n_frames))
         self.closed = True

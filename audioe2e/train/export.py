@@ -38,7 +38,9 @@ def export_run(run: Path, name: str, models_dir: Path, corpus: Path | None = Non
         if corpus is None:
             raise ValueError("exporting the codec needs --corpus (its entropy priors are counted on training audio)")
         from .priors import fit_priors
-        model.prior_counts.copy_(fit_priors(model, corpus))
+        from .recipes import RECIPES
+        recipe = RECIPES.get(meta.get("recipe"))  # the mix of clean and noisy inputs it trained on
+        model.prior_counts.copy_(fit_priors(model, corpus, clean_share=recipe.clean_share if recipe else None))
     last_meta = read_header(run / "last.safetensors")[1] if (run / "last.safetensors").is_file() else meta
     params = sum(p.numel() for p in model.parameters())
     latency_ms = 1000.0 * model.latency / model.sample_rate

@@ -10,10 +10,13 @@ import torch
 
 
 @torch.no_grad()
-def fit_priors(codec, corpus, batches: int = 40, batch_size: int = 8, seconds: float = 4.0, seed: int = 99) -> torch.Tensor:
-    from .data import Corpus, Mixer, batch
+def fit_priors(codec, corpus, batches: int = 40, batch_size: int = 8, seconds: float = 4.0, seed: int = 99,
+               clean_share: float | None = None) -> torch.Tensor:
+    """Code counts `[n_q, codebook_size]` (+1 each) over training mixtures drawn as the codec's
+    recipe draws them (`clean_share` of the inputs clean; default `data.CLEAN_SHARE`)."""
+    from .data import CLEAN_SHARE, Corpus, Mixer, batch
 
-    mixer = Mixer(Corpus(corpus, "train"), seconds)
+    mixer = Mixer(Corpus(corpus, "train"), seconds, clean_share=CLEAN_SHARE if clean_share is None else clean_share)
     counts = torch.ones(codec.n_q, codec.codebook_size, dtype=torch.int64)  # +1: every code codable
     codec.eval()
     for step in range(batches):

@@ -148,7 +148,8 @@ def encode_stream(inp: Input, dest: str, codec, n_q: int, device: str, *, progre
     dur = n_in / info.rate
     size = writer.bytes_written
     report = {"duration_s": dur, "bytes": size, "n_q": n_q, "nominal_kbps": header["bitrate_kbps"],
-              "bitrate_kbps": round(size * 8 / dur / 1000, 4) if dur else None}
+              "bitrate_kbps": round(size * 8 / dur / 1000, 4) if dur else None,
+              "stream_kbps": round((size - writer.header_bytes) * 8 / dur / 1000, 4) if dur else None}
     if vbr_kbps is not None:
         report["variable_stages"] = True
         stages = writer.packet_codes.mean_stages

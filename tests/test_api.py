@@ -236,6 +236,8 @@ def test_vbr_packets_keep_to_the_bitrate(tmp_path, wav, codec):
     ahead of --bitrate × the time coded so far, spends nearly all of it over the file, and a
     higher bitrate buys more stages per frame."""
     from audioe2e.bitstream import Ae2Reader
+    from audioe2e.codecapi import file_info
+    from audioe2e.ratecontrol import END_BYTES
     src = wav("s.wav", seconds=4.1)
     fps = codec.sample_rate / codec.hop
     stages = []
@@ -246,12 +248,15 @@ def test_vbr_packets_keep_to_the_bitrate(tmp_path, wav, codec):
         spent, frames = 0, 0
         with open(tmp_path / f"{kbps}.ae2", "rb") as f:
             reader = Ae2Reader(f)
-            for pkt, _ in reader.iter_packets():
+            for pkt, _ in reader.iter_packets():  # DATA packets; the END packet still to come
                 reader.n_frames += pkt.n_frames
                 spent, frames = spent + pkt.size, frames + pkt.n_frames
-                assert spent <= kbps * 1000 / 8 * frames / fps
+                assert spent + END_BYTES <= kbps * 1000 / 8 * frames / fps
+            stream = reader.bytes_read - reader.header_bytes
         share = kbps * 1000 / 8 * 4.1
-        assert 0.95 * share < spent <= share
+        assert stream == spent + END_BYTES and 0.95 * share < stream <= share
+        assert r.extra["stream_kbps"] == pytest.approx(stream * 8 / 4.1 / 1000, abs=1e-4)
+        assert file_info(str(tmp_path / f"{kbps}.ae2"))["stream_kbps"] == pytest.approx(stream * 8 / 4.1 / 1000)
     assert 1 <= stages[0] < stages[1] <= codec.n_q
     for bad in (float("inf"), float("nan")):  # one usage line, no file, either mode
         with pytest.raises(UsageError, match="must be a finite number of kbit/s"):

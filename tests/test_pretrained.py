@@ -105,7 +105,7 @@ def test_codec_vbr_spends_its_bits_on_the_voice(tmp_path):
 
     from audioe2e.bitstream import ABSENT, Ae2Reader
     from audioe2e.codecapi import run_decode, run_encode
-    from audioe2e.ratecontrol import SILENT_STAGES
+    from audioe2e.ratecontrol import END_BYTES, SILENT_STAGES
     codec = get("codec")
     x = torch.cat([voiced(140.0, 2.0), torch.zeros(2 * RATE), voiced(180.0, 2.0, seed=3)]).numpy()
     sf.write(tmp_path / "x.wav", x, RATE)
@@ -121,11 +121,12 @@ def test_codec_vbr_spends_its_bits_on_the_voice(tmp_path):
         assert loud.size > 0.4 * part.size and loud.min() > 6
     r2 = Ae2Reader(io.BytesIO(data))
     spent = 0
-    for pkt, _ in r2.iter_packets():
+    for pkt, _ in r2.iter_packets():  # DATA packets; END (END_BYTES) comes last
         r2.n_frames += pkt.n_frames
         spent += pkt.size
-        assert spent * 8 <= 3.0 * 1000 * r2.n_frames / fps  # never ahead of the rate
-    assert 0.97 * 3000 * 6.0 < spent * 8 <= 3000 * 6.0  # the pause's bits went to the voice
+        assert (spent + END_BYTES) * 8 <= 3.0 * 1000 * r2.n_frames / fps  # never ahead of the rate
+    stream = r2.bytes_read - r2.header_bytes
+    assert stream == spent + END_BYTES and 0.97 * 3000 * 6.0 < stream * 8 <= 3000 * 6.0  # the pause's bits went to the voice
     d = run_decode([str(tmp_path / "x.ae2")], str(tmp_path / "y.wav"), codec)[0]
     assert d.status == "ok" and sf.info(str(tmp_path / "y.wav")).frames == x.size
 

@@ -30,5 +30,7 @@ def read_info(path_or_fileobj) -> dict:
         "duration_s": dur,
         "file_bytes": size,
         "bitrate_kbps": (size * 8 / dur / 1000) if dur else None,
+        # the packets alone (framing and END included, the file header not): what --bitrate bounds
+        "stream_kbps": ((size - r.header_bytes) * 8 / dur / 1000) if dur else None,
         "nominal_bitrate_kbps": h["bitrate_kbps"],
     }

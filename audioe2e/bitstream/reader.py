@@ -37,6 +37,7 @@ class Ae2Reader:
         self.buf = _Buffer(fileobj)
         self.conceal = conceal
         self.header = self._read_header()
+        self.header_bytes = self.buf.offset + self.buf.pos  # magic to header CRC
         self.n_samples: int | None = None
         self.n_frames = 0
         self.packets = 0

@@ -68,6 +68,7 @@ class Ae2Writer:
         version = VARIABLE_VERSION if self.variable else VERSION
         body = bytes([version]) + struct.pack("<I", len(js)) + js
         self._emit(MAGIC + body + struct.pack("<I", zlib.crc32(body)))
+        self.header_bytes = self.bytes_written
 
     def _emit(self, b: bytes) -> None:
         self.f.write(b)

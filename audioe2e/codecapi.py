@@ -270,6 +270,12 @@ def run_encode(inputs: Sequence[str | Input], output: Optional[str] = None, code
     vbr_kbps, silence = (float(bitrate) if vbr else None), None
     if vbr:  # the most stages, and the codes of silence once for the whole batch
         n_q = int(codec.n_q)
+        from .ratecontrol import floor_kbps
+        least = floor_kbps(codec.priors(n_q), n_q, int(codec.codebook_size), fpp, codec.sample_rate / codec.hop)
+        if bitrate < least:
+            raise UsageError(f"--bitrate {bitrate:g} with --packet-seconds {packet_seconds:g}: packets this short "
+                             f"need about {least:.2f} kbit/s for their framing and one quantiser stage a "
+                             "frame; use longer packets or a higher bitrate")
         if hasattr(codec, "speech_frames"):
             silence = silence_codes(codec, n_q, device)
 

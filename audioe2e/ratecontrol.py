@@ -47,6 +47,22 @@ def share_bytes(kbps: float, frames: int, frame_rate: float) -> float:
     return kbps * 1000 / 8 * frames / frame_rate
 
 
+def floor_kbps(priors: Optional[Sequence[StaticPrior]], n_q: int, codebook_size: int,
+               frames_per_packet: int, frame_rate: float) -> float:
+    """About the least a variable-stage stream spends: every frame's first stage (its mean
+    entropy-coded length under the stage's prior, or its raw width), its stage count, and each
+    packet's framing and coder flush. Below it no allocation keeps `--bitrate` (short packets
+    at low rates: their framing alone can exceed the rate)."""
+    if priors is not None:
+        p = priors[0].freqs / float(1 << priors[0].total_bits)
+        first = float((p * priors[0].bits()).sum()) + float(count_prior(n_q).bits()[0])
+        flush = 2
+    else:
+        first, flush = float(code_bits(codebook_size) + code_bits(n_q)), 0
+    payload = int(np.ceil(frames_per_packet * first / 8)) + flush
+    return packet_size(frames_per_packet, payload) * 8 * frame_rate / frames_per_packet / 1000
+
+
 def count_bits(n: np.ndarray, n_q: int, entropy: bool = True) -> float:
     """Bits of a packet's stage counts: ideal code lengths under `bitstream.stages.count_prior`
     (entropy-coded files), else `code_bits(n_q)` each."""

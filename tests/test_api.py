@@ -258,6 +258,11 @@ def test_vbr_packets_keep_to_the_bitrate(tmp_path, wav, codec):
         assert r.extra["stream_kbps"] == pytest.approx(stream * 8 / 4.1 / 1000, abs=1e-4)
         assert file_info(str(tmp_path / f"{kbps}.ae2"))["stream_kbps"] == pytest.approx(stream * 8 / 4.1 / 1000)
     assert 1 <= stages[0] < stages[1] <= codec.n_q
+    with pytest.raises(UsageError, match="packets this short need about"):  # framing alone is over the rate
+        run_encode([src], str(tmp_path / "short.ae2"), codec, bitrate=1.5, packet_seconds=0.02)
+    assert not (tmp_path / "short.ae2").exists()
+    assert run_encode([src], str(tmp_path / "short.ae2"), codec, bitrate=1.5, packet_seconds=0.02,
+                      vbr=False)[0].status == "ok"  # fixed stages promise no rate on the wire
     for bad in (float("inf"), float("nan")):  # one usage line, no file, either mode
         with pytest.raises(UsageError, match="must be a finite number of kbit/s"):
             run_encode([src], str(tmp_path / "bad.ae2"), codec, bitrate=bad)

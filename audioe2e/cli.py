@@ -131,10 +131,11 @@ def separate(inputs: Inputs, output: Output = None, force: Force = False,
 
 @app.command()
 def encode(inputs: Inputs, output: Output = None,
-           bitrate: Annotated[float, typer.Option(help="Target kbit/s: with --vbr what each "
-                                                       "packet may spend, framing included; with "
-                                                       "--no-vbr it sets the number of quantiser "
-                                                       "stages.")] = 3.0,
+           bitrate: Annotated[float, typer.Option(help="Target kbit/s: with --vbr the most the "
+                                                       "stream spends (packets, framing included; "
+                                                       "a pause's bits go to the speech after it); "
+                                                       "with --no-vbr it sets the number of "
+                                                       "quantiser stages.")] = 3.0,
            vbr: Annotated[bool, typer.Option(help="Variable bitrate: few quantiser stages for "
                                                   "silence, the rest of each packet's bits for "
                                                   "the speech. --no-vbr: the same stages in every "

@@ -256,9 +256,9 @@ def run_encode(inputs: Sequence[str | Input], output: Optional[str] = None, code
                bitrate: float = DEFAULT_KBPS, vbr: bool = True, device: str = "cpu",
                threads: Optional[int] = None, progress: bool = False, block: int = BLOCK,
                packet_seconds: float = DEFAULT_PACKET_S, **batch) -> list[FileReport]:
-    """Encode each audio input to `.ae2`. `vbr` (default): each packet spends about `bitrate`
-    kbit/s, framing included, stages per frame chosen by `ratecontrol`; otherwise a fixed
-    number of stages, `bitrate` kbit/s before entropy coding and framing."""
+    """Encode each audio input to `.ae2`. `vbr` (default): the stream (packets, framing
+    included) spends at most `bitrate` kbit/s, stages per frame chosen by `ratecontrol`;
+    otherwise a fixed number of stages, `bitrate` kbit/s before entropy coding and framing."""
     codec, device = _prepare(codec, "codec", device, threads)
     if not math.isfinite(bitrate):
         raise UsageError(f"--bitrate {bitrate}: must be a finite number of kbit/s")

@@ -92,7 +92,7 @@ def ae2_header(codec, n_q: int, orig_rate: int, channels: int, subtype: Optional
 def code_writer(f, codec, n_q: int, header: dict, packet_frames: int, vbr_kbps: Optional[float],
                 silence: Optional[np.ndarray] = None):
     """An `Ae2Writer`; with `vbr_kbps` it is fed all n_q stages of every frame and a
-    `ratecontrol.StageAllocator` (its `.packet_codes`) keeps each packet's stages within budget,
+    `ratecontrol.StageAllocator` (its `.packet_codes`) keeps the stream within the rate,
     telling speech from silence by the codec's `speech_frames` against `silence` (the codec's
     `silence_codes`, computed here when not given)."""
     from .bitstream import Ae2Writer

@@ -131,3 +131,6 @@ def export_cmd(run: Path = typer.Option(...), name: str = typer.Option(..., help
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2)
     typer.echo(f"exported {name}: step {card['step']}, metrics {card['metrics']}", err=True)
+    if not card["metrics"]:  # the card and `audioe2e models` would show no scores
+        typer.echo(f"warning: the log has no validation of step {card['step']}; run `audioe2e train "
+                   f"validate --run {run}` and export again", err=True)

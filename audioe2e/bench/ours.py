@@ -81,7 +81,6 @@ def codec_roundtrips(codec, x: np.ndarray, modes) -> dict:
         buf = io.BytesIO()
         writer = code_writer(buf, codec, n_q, ae2_header(codec, n_q, codec.sample_rate, 1, vbr_kbps=vbr_kbps),
                              fpp, vbr_kbps, silence)
-        head = writer.bytes_written
         writer.write(codes[:n_q])
         writer.close(len(x))
         buf.seek(0)
@@ -91,5 +90,5 @@ def codec_roundtrips(codec, x: np.ndarray, modes) -> dict:
             ys = [dec.feed(torch.from_numpy(c)) for c in reader] + [dec.flush()]
         y = torch.cat([o.reshape(-1) for o in ys]).numpy()
         out[(kbps, vbr)] = (np.pad(y, (0, max(0, len(x) - len(y))))[: len(x)].astype(np.float32),
-                            writer.bytes_written, head, writer.packet_codes.mean_stages if vbr else float(n_q))
+                            writer.bytes_written, writer.header_bytes, writer.packet_codes.mean_stages if vbr else float(n_q))
     return out

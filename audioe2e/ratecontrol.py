@@ -81,24 +81,28 @@ def allocate(cum_bits: np.ndarray, speech: np.ndarray, budget: float, silent: in
     cost (codes + counts, counted exactly) stays within `budget`. A packet without speech
     keeps `silent` stages a frame, so pauses cost less than the budget."""
     n_q, F = cum_bits.shape
-    n = np.ones(F, dtype=np.int64)
-    table = count_prior(n_q).bits() if entropy and n_q > 1 else np.zeros(max(n_q, 1))
+    spent = float(cum_bits[0].sum()) + count_bits(np.ones(F, dtype=np.int64), n_q, entropy)
+    # Python lists, not arrays: the loop below touches single elements ~10^3 times a packet,
+    # and a numpy scalar access costs ~5x a list's (the same float64 arithmetic either way).
+    n = [1] * F
+    table = (count_prior(n_q).bits() if entropy and n_q > 1 else np.zeros(max(n_q, 1))).tolist()
+    cum = cum_bits.tolist()
 
     def sym(i: int) -> float:  # bits of frame i's count symbol (0 past the end)
-        return float(table[(n[i] - (n[i - 1] if i else n_q)) % n_q]) if i < F else 0.0
+        return table[(n[i] - (n[i - 1] if i else n_q)) % n_q] if i < F else 0.0
 
-    spent = float(cum_bits[0].sum()) + count_bits(n, n_q, entropy)
-    groups = [(~speech, min(silent, n_q)), (speech, n_q), (~speech, n_q)]
-    for k, (group, cap) in enumerate(groups):
-        if k == 2 and not (speech.any() and (n[speech] == n_q).all()):
+    is_speech = np.asarray(speech, dtype=bool).tolist()
+    groups = [(False, min(silent, n_q)), (True, n_q), (False, n_q)]
+    for k, (want, cap) in enumerate(groups):
+        if k == 2 and not (any(is_speech) and all(n[i] == n_q for i in range(F) if is_speech[i])):
             break  # silence gets more only from what speech, every stage coded, leaves
-        idx = np.flatnonzero(group)
-        for level in range(int(n[idx].min()) if idx.size else cap, cap):
+        idx = [i for i in range(F) if is_speech[i] == want]
+        for level in range(min(n[i] for i in idx) if idx else cap, cap):
             raised = False
-            for i in idx[n[idx] == level]:
+            for i in [i for i in idx if n[i] == level]:
                 before = sym(i) + sym(i + 1)
                 n[i] += 1
-                extra = cum_bits[level, i] - cum_bits[level - 1, i] + sym(i) + sym(i + 1) - before
+                extra = cum[level][i] - cum[level - 1][i] + sym(i) + sym(i + 1) - before
                 if spent + extra <= budget:
                     spent += extra
                     raised = True
@@ -106,7 +110,7 @@ def allocate(cum_bits: np.ndarray, speech: np.ndarray, budget: float, silent: in
                     n[i] -= 1
             if not raised:
                 break
-    return n
+    return np.array(n, dtype=np.int64)
 
 
 class StageAllocator:

@@ -1,6 +1,7 @@
 """Networks: streaming equals whole-signal output; shapes; speaker order across windows."""
 import random
 
+import numpy as np
 import torch
 
 from audioe2e.nets.codec import Codec, CodecConfig
@@ -215,6 +216,22 @@ def test_codec_absent_stages_add_nothing():
         assert torch.allclose(z[..., 5:], c.rvq.decode(codes)[..., 5:])
         y = stream(c.make_decoder(4), mixed[0], [3, 7])
         assert torch.allclose(y, c.decode_frames(mixed)[..., c.delay:], atol=1e-5)
+
+
+def test_codec_priors_follow_their_counts():
+    """The entropy priors are built once per content of `prior_counts` (batches ask for them per
+    file), and counts refitted or loaded afterwards give the new priors, not stale ones."""
+    from audioe2e.entropy import StaticPrior
+    c = Codec(CodecConfig(channels=8, n_filters=32, dim=16, codebook_size=16, n_q=4))
+    first = c.priors(4)
+    assert c.priors(4)[0] is first[0]  # cached
+    counts = torch.arange(4 * 16).view(4, 16)
+    c.load_state_dict({**c.state_dict(), "prior_counts": counts})
+    assert [p.freqs.tolist() for p in c.priors(3)] == \
+        [StaticPrior.from_counts(counts[q].numpy()).freqs.tolist() for q in range(3)]
+    with torch.no_grad():
+        c.prior_counts[0].fill_(1)  # changed in place
+    assert c.priors(4)[0].freqs.tolist() == StaticPrior.from_counts(np.ones(16, np.int64)).freqs.tolist()
 
 
 def test_codec_transform_starts_as_perfect_reconstruction():

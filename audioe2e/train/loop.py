@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import load_weights, save_weights
+from ..checkpoint import load_weights
 from ..registry import build_model
 from .recipes import Recipe, loss_for
 
@@ -233,6 +233,128 @@ class _ModelWithLoss(torch.nn.Module):
         return self.loss_fn(est, y), est
 
 
+def _device(name: str) -> torch.device:
+    """The device to train on, with CUDA's fast float32 paths switched on."""
+    dev = torch.device(name)
+    if dev.type == "cuda":  # TF32 matmuls/convs: ~fp32 accuracy for SI-SDR training, several times faster
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    return dev
+
+
+def _require_loss_packages(recipe: Recipe):
+    """Stop before training, in one line, where the recipe's loss needs a package that is not
+    installed (rather than at the first step, after the valset is built)."""
+    if recipe.extra.get("stoi_weight"):
+        try:
+            import julius  # noqa: F401  (losses.approx_stoi resamples with it)
+        except ImportError as e:
+            raise TrainSetupError(f"the STOI loss term needs the julius package ({e}): "
+                                  "pip install 'audioe2e[train]'") from None
+
+
+def _moving_average(model, ema: float | None, state, rank: int):
+    """(the moving average of the weights or None, its note or None). `ema` is the decay asked
+    for; the average resumes from the checkpoint's (`state.ema_tensors`) where it has one. The
+    note says where an average starts, changes decay or is dropped."""
+    from .ema import WeightAverage
+    if ema and rank == 0:  # every rank holds the same weights; only rank 0 validates and saves
+        keep = state.ema_tensors or None
+        average = WeightAverage(model, ema, keep)
+        if keep is None:
+            return average, f"EMA of the weights (decay {ema:g}) from step {state.step}: scored beside the raw weights"
+        if state.saved_ema != ema:
+            return average, f"EMA decay {state.saved_ema:g} -> {ema:g} from step {state.step}"
+        return average, None
+    if state.saved_ema and not ema:
+        return None, f"EMA of the weights dropped from step {state.step}"
+    return None, None
+
+
+def _training_net(model, recipe: Recipe, world: int) -> torch.nn.Module:
+    """The model with its loss as one module (see _ModelWithLoss), under DDP for `world` > 1."""
+    net = _ModelWithLoss(model, loss_for(recipe, model))
+    if world > 1:
+        # The TCN's last residual conv feeds nothing (only its skip output is used), and the
+        # codec's dropped quantiser stages feed nothing in some steps.
+        net = torch.nn.parallel.DistributedDataParallel(net, find_unused_parameters=True)
+    return net
+
+
+def _lr_factor(step: int, warmup: int, anneal: bool, used: float) -> float | None:
+    """The fraction of the run's learning rate to train step `step` at, or None where the
+    optimiser's rate stands as it is (no schedule, or past the warm-up). The warm-up ramps
+    linearly to the full rate at step `warmup` (see train's docstring for why); --anneal
+    multiplies in a half cosine of `used`, the fraction of the --minutes spent."""
+    if not ((warmup and step <= warmup) or anneal):
+        return None
+    factor = min(1.0, (step + 1) / warmup) if warmup else 1.0
+    if anneal:
+        factor *= 0.5 * (1.0 + math.cos(math.pi * used))
+    return factor
+
+
+def _schedule_notes(warmup: int, anneal: bool, minutes: float | None, state) -> list[str]:
+    """The notes for the learning-rate schedule this process follows from `state.step`."""
+    notes = []
+    if warmup and state.step < warmup:
+        notes.append(f"learning rate warm-up over steps 0-{warmup}: {state.base_lr:g} from step {warmup}")
+    if anneal:
+        notes.append(f"learning rate {state.base_lr:g} annealed to 0 over {minutes:g} min (half cosine) "
+                     f"from step {state.step}")
+    return notes
+
+
+def _train_step(net, model, opt, x, y, step: int, adv, average):
+    """One step on the batch (x, y): the loss (plus the critic's term for the model), its
+    gradient clipped to norm 5, Adam's step and the moving average's update (both skipped when
+    the gradient is not finite, so one bad batch cannot wreck the weights), then the critic's
+    own step. Returns (loss, gradient norm)."""
+    loss, est = net(x, y)
+    if adv is not None:
+        loss = loss + adv.generator_loss(est, y, step, mix=x)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+    if torch.isfinite(gnorm):
+        opt.step()
+        if average is not None:
+            average.update(model)
+    if adv is not None:  # on this step's (detached) output, once the generator has stepped
+        adv.discriminator_step(est, y, step, mix=x)
+    return loss, gnorm
+
+
+def _validate(model, average, recipe: Recipe, val, state, writer):
+    """Score the weights and, with --ema, their moving average on the valset and log the
+    scores; the better of the two becomes best.safetensors when it beats the run's best."""
+    metrics = evaluate(model, recipe.task, val, recipe.select_by)
+    candidates = [(metrics, model, "raw")]
+    if average is not None:
+        candidates.append((evaluate(average.model, recipe.task, val, recipe.select_by),
+                           average.model, "ema"))
+        writer.emit({"val": metrics, "val_ema": candidates[1][0]})
+    else:
+        writer.emit({"val": metrics})
+    metrics, chosen, kind = max(candidates, key=lambda c: c[0]["score"])
+    _keep_if_best(metrics, chosen, kind, recipe.task, state, writer)
+
+
+def _keep_if_best(metrics: dict, chosen, kind: str, task: str, state, writer):
+    """Make `chosen` (its scores `metrics`, `kind` "raw" or "ema") the run's best checkpoint if
+    it scores above `state.best`. A best score of another kind (a recipe that now picks by
+    another metric) cannot be compared: it is dropped, with a note."""
+    best = state.best
+    if best is not None and _score_kind(best, task) != metrics["score_kind"]:
+        writer.note(f"best checkpoint now chosen by {metrics['score_kind']} "
+                    f"(was {_score_kind(best, task)}): best reset")
+        best = state.best = None
+    if best is None or metrics["score"] > best.get("score", best["si_sdr"]):
+        state.best = dict(metrics, step=state.step, weights=kind)
+        writer.save_best(chosen, metrics, kind)
+
+
 def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = False,
           device: str = "cpu", ckpt_minutes: float = 5.0, val_every: int = 500, log_every: int = 25,
           batch: int | None = None, seconds: float | None = None, lr: float | None = None, seed: int = 0,
@@ -269,239 +391,107 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
     value to 0 over those minutes (a short run ends at a low rate instead of mid-descent).
     `val_every` 0 skips validation (a machine without the valset:
     score the checkpoint later with `train validate`)."""
-    from .data import LEVEL_DB, SPEED, Corpus, Mixer, batch as make_batch
-    from .ema import WeightAverage
+    from .data import SPEED, Corpus, Mixer, batch as make_batch
+    from .runstate import RunWriter, fresh, restore, speed_note
     from .valsets import load_valset, valset_id
 
     if anneal and minutes is None:
         raise TrainSetupError("--anneal follows the wall time of --minutes: give both")
     rank, world = _dist()
-    dev = torch.device(device)
-    if dev.type == "cuda":  # TF32 matmuls/convs: ~fp32 accuracy for SI-SDR training, several times faster
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cudnn.benchmark = True
-    batch_arg, seconds_arg = batch, seconds
+    dev = _device(device)
     run_level = tuple(level_db) if level_db else tuple(recipe.level_db)
-    batch = batch or recipe.batch
-    seconds = seconds or recipe.seconds
     torch.manual_seed(seed)  # same initial weights for the same seed (resume overrides them)
     model = build_model(dict(recipe.config)).to(dev)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr or recipe.lr)
-    adv = None
-    if recipe.adversarial:
-        adv = make_adversary(recipe.adversarial, model.sample_rate, dev)
-    if recipe.extra.get("stoi_weight"):
-        try:
-            import julius  # noqa: F401  (losses.approx_stoi resamples with it)
-        except ImportError as e:
-            raise TrainSetupError(f"the STOI loss term needs the julius package ({e}): "
-                                  "pip install 'audioe2e[train]'") from None
-    step, elapsed, best, meta_val_id, warm, lr_note, loss_note = 0, 0.0, None, None, None, None, None
-    level_note = speed_note = saved_speed = seconds_note = None
-    adv_note = world_note = ema_note = optim_note = None
-    ema_state: dict = {}
-    ema_before = 0.0
+    adv = make_adversary(recipe.adversarial, model.sample_rate, dev) if recipe.adversarial else None
+    _require_loss_packages(recipe)
+
+    # The run's state: restored from its checkpoint, or fresh; notes for what this process changes.
     last = run / "last.safetensors"
-    base_lr = opt.param_groups[0]["lr"]  # the run's rate; during --warmup the optimiser holds a fraction of it
     resumed = resume and last.is_file()
     if resumed:
-        state, config, meta = load_weights(last)
-        model.load_state_dict(model_tensors(state))
-        otensors = {k: v for k, v in state.items() if k.startswith("optim.")}
-        if otensors:
-            load_optimizer_state(opt, otensors, meta["optim"])
-        else:  # a checkpoint slimmed for transport (a lent machine's files come back size-capped)
-            optim_note = f"no optimiser state in the checkpoint: Adam's moments start afresh from step {meta['step']}"
-        step, elapsed, best = meta["step"], meta["elapsed"], meta.get("best")
-        # A resumed run keeps its batch and segment length unless new ones are given (it used
-        # to fall back to the recipe's, silently changing what a plain --resume trained on).
-        batch = batch_arg or meta.get("batch", batch)
-        seconds = seconds_arg or meta.get("seconds", seconds)
-        if "seconds" in meta and meta["seconds"] != seconds:
-            seconds_note = f"training segments {meta['seconds']:g} s -> {seconds:g} s from step {step}"
-        if adv is not None:
-            if adv.load_state_tensors(state, meta.get("disc_optim")):
-                adv.start = meta.get("adv_start", 0)
-                if meta.get("adversarial") not in (None, recipe.adversarial):
-                    adv_note = f"adversarial options {meta['adversarial']} -> {recipe.adversarial} from step {step}"
-            else:
-                adv.start = step
-                adv_note = f"adversarial training from step {step}: {recipe.adversarial}"
-        meta_val_id = meta.get("val_id", "")
-        ema_state, ema_before = WeightAverage.from_checkpoint(state), meta.get("ema", 0.0)
+        state, notes = restore(last, model, opt, adv, recipe, batch=batch, seconds=seconds, lr=lr,
+                               world=world, level_db=run_level)
         if ema is None:  # a plain --resume keeps the run's average (it used to drop it)
-            ema = ema_before
-        base_lr = meta.get("lr_base", opt.param_groups[0]["lr"])
-        if lr and lr != base_lr:
-            lr_note = f"learning rate {base_lr:g} -> {lr:g} from step {step}"
-        if lr:
-            base_lr = lr
-        # The run's rate, not the saved one: a run that stopped mid-warm-up or at the end of
-        # --anneal saved a fraction of it (the loop sets it per step only while ramping).
-        for g in opt.param_groups:
-            g["lr"] = base_lr
-        if (meta.get("world", 1), meta.get("batch", batch)) != (world, batch):
-            # e.g. a single-process run continued under torchrun: the effective batch changed
-            world_note = (f"effective batch {meta.get('world', 1)} x {meta.get('batch', batch)} -> "
-                          f"{world} x {batch} (processes x batch) from step {step}")
-        if meta.get("loss", {}) != recipe.extra:
-            before = meta["loss"] if "loss" in meta else "(not recorded)"
-            loss_note = f"loss weights {before} -> {recipe.extra} from step {step}"
-        before = tuple(meta.get("level_db", LEVEL_DB))  # runs before the field: the old default
-        if before != run_level:
-            level_note = (f"training mixture levels {before[0]:g}…{before[1]:g} -> "
-                          f"{run_level[0]:g}…{run_level[1]:g} dBFS RMS from step {step}")
-        saved_speed = tuple(meta.get("speed", SPEED))  # runs before the field: the old default
-    elif run_level != tuple(recipe.level_db):  # a fresh run off the recipe's range
-        level_note = f"training mixture levels {run_level[0]:g}…{run_level[1]:g} dBFS RMS from step 0"
+            ema = state.saved_ema
+    else:
+        state, notes = fresh(opt, recipe, batch=batch, seconds=seconds, level_db=run_level)
     if last.is_file() and not resume:
         raise FileExistsError(f"{run} already has a checkpoint: pass --resume to continue it")
-    if not (resume and last.is_file()) and init_from is not None:
-        warm = f"warm start from {init_from}: {len(warm_start(model, init_from))}/{len(model.state_dict())} tensors"
-    if adv is not None and not adv_note and step == 0:
-        adv_note = f"adversarial training from step 0: {recipe.adversarial}"
-    average = None
-    if ema and rank == 0:  # every rank holds the same weights; only rank 0 validates and saves
-        keep = ema_state or None
-        average = WeightAverage(model, ema, keep)
-        if keep is None:
-            ema_note = f"EMA of the weights (decay {ema:g}) from step {step}: scored beside the raw weights"
-        elif ema_before != ema:
-            ema_note = f"EMA decay {ema_before:g} -> {ema:g} from step {step}"
-    elif ema_before and not ema:
-        ema_note = f"EMA of the weights dropped from step {step}"
+    if not resumed and init_from is not None:
+        notes.warm = f"warm start from {init_from}: {len(warm_start(model, init_from))}/{len(model.state_dict())} tensors"
+    if adv is not None and not notes.adv and state.step == 0:
+        notes.adv = f"adversarial training from step 0: {recipe.adversarial}"
+    average, notes.ema = _moving_average(model, ema, state, rank)
+
+    # What it trains on and is scored on.
     run.mkdir(parents=True, exist_ok=True)
-    net = _ModelWithLoss(model, loss_for(recipe, model))
-    if world > 1:
-        # The TCN's last residual conv feeds nothing (only its skip output is used), and the
-        # codec's dropped quantiser stages feed nothing in some steps.
-        net = torch.nn.parallel.DistributedDataParallel(net, find_unused_parameters=True)
-    run_speed = tuple(speed) if speed else (saved_speed or SPEED)
-    if saved_speed is not None and saved_speed != run_speed:
-        speed_note = (f"speed perturbation {saved_speed[0]:g}…{saved_speed[1]:g} -> "
-                      f"{run_speed[0]:g}…{run_speed[1]:g} from step {step}")
-    elif saved_speed is None and run_speed != SPEED:  # a fresh run off the default
-        speed_note = f"speed perturbation {run_speed[0]:g}…{run_speed[1]:g} from step {step}"
-    mixer = Mixer(Corpus(corpus, "train"), seconds, level_db=run_level, speed=run_speed,
+    net = _training_net(model, recipe, world)
+    run_speed = tuple(speed) if speed else (state.saved_speed or SPEED)
+    notes.speed = speed_note(state.saved_speed, run_speed, state.step)
+    mixer = Mixer(Corpus(corpus, "train"), state.seconds, level_db=run_level, speed=run_speed,
                   clean_share=recipe.clean_share)
     val = load_valset(corpus, recipe.task) if rank == 0 and val_every > 0 else None
     val_id = valset_id(corpus, recipe.task)
-    valset_changed = meta_val_id is not None and meta_val_id != val_id
-    if valset_changed:
-        best = None  # a rewritten valset: old scores are not comparable
-    log_lines, stopped_note = 0, None
+    if state.saved_val_id is not None and state.saved_val_id != val_id:
+        state.best = None  # a rewritten valset: old scores are not comparable
+        notes.valset = f"valsets rewritten ({state.saved_val_id} -> {val_id}: corpus rebuilt); resumed, best reset"
+
+    writer = None  # rank 0 alone writes the log and the checkpoints
     if rank == 0:
-        log_lines, stopped_note = _log_at_checkpoint(run / "log.jsonl", meta if resumed else None)
-    log = open(run / "log.jsonl", "a") if rank == 0 else None
-
-    def save():
-        tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-        otensors, scalars = optimizer_state_tensors(opt)
-        tensors.update(otensors)
-        meta = {"step": step, "elapsed": elapsed, "best": best, "optim": scalars, "recipe": recipe.name,
-                "batch": batch, "seconds": seconds, "world": world, "val_id": val_id, "lr_base": base_lr,
-                "loss": recipe.extra, "level_db": list(run_level), "speed": list(run_speed),
-                "log_lines": log_lines}
-        if average is not None:
-            tensors.update(average.state_tensors())
-            meta["ema"] = average.decay
-        if adv is not None:
-            dtensors, dscalars = adv.state_tensors()
-            tensors.update(dtensors)
-            meta.update(disc_optim=dscalars, adv_start=adv.start, adversarial=recipe.adversarial)
-        save_weights(last, tensors, model.config_dict(), meta)
-
-    def emit(rec):
-        nonlocal log_lines
-        log_lines += 1
-        rec.update(step=step, elapsed_h=round(elapsed / 3600, 4), time=time.strftime("%Y-%m-%dT%H:%M:%S"))
-        log.write(json.dumps(rec) + "\n")
-        log.flush()
-        print(json.dumps(rec), flush=True)
-
-    for note in (stopped_note, optim_note, warm, lr_note, loss_note, level_note, speed_note, seconds_note, world_note, adv_note, ema_note):
-        if note and rank == 0:
-            emit({"note": note})
-    if valset_changed and rank == 0:  # export starts the card's validation history after this note
-        emit({"note": f"valsets rewritten ({meta_val_id} -> {val_id}: corpus rebuilt); resumed, best reset"})
+        log_lines, notes.stopped = _log_at_checkpoint(run / "log.jsonl", state.meta)
+        writer = RunWriter(run, state, log_lines, recipe=recipe, model=model, opt=opt, world=world,
+                           val_id=val_id, level_db=run_level, speed=run_speed, average=average, adv=adv)
+        for note in notes.in_order():
+            writer.note(note)
     last_ckpt = started = time.time()
     running = []
     prefetch = None
     if workers > 0:
         from .data import BatchPrefetcher
-        prefetch = BatchPrefetcher(mixer, recipe.task, batch, seed, rank, step, workers)
-    if warmup and step < warmup and rank == 0:
-        emit({"note": f"learning rate warm-up over steps 0-{warmup}: {base_lr:g} from step {warmup}"})
-    if anneal and rank == 0:
-        emit({"note": f"learning rate {base_lr:g} annealed to 0 over {minutes:g} min (half cosine) from step {step}"})
+        prefetch = BatchPrefetcher(mixer, recipe.task, state.batch, seed, rank, state.step, workers)
+    if rank == 0:
+        for note in _schedule_notes(warmup, anneal, minutes, state):
+            writer.note(note)
+
     try:
-        while step < steps:
+        while state.step < steps:
             used = _time_used(started, minutes, world, dev) if minutes is not None else 0.0
             if used >= 1.0:
                 if rank == 0:
-                    emit({"note": f"stopped after {minutes:g} min of wall time (--minutes) at step {step}"})
+                    writer.note(f"stopped after {minutes:g} min of wall time (--minutes) at step {state.step}")
                 break
             t0 = time.time()
-            if (warmup and step <= warmup) or anneal:
-                factor = min(1.0, (step + 1) / warmup) if warmup else 1.0
-                if anneal:
-                    factor *= 0.5 * (1.0 + math.cos(math.pi * used))
+            factor = _lr_factor(state.step, warmup, anneal, used)
+            if factor is not None:
                 for g in opt.param_groups:
-                    g["lr"] = base_lr * factor
-            x, y = prefetch.get(step) if prefetch else make_batch(mixer, recipe.task, batch, seed, step, rank)
+                    g["lr"] = state.base_lr * factor
+            x, y = (prefetch.get(state.step) if prefetch
+                    else make_batch(mixer, recipe.task, state.batch, seed, state.step, rank))
             # Randomness inside the forward (the codec's quantiser dropout) is a function of
             # seed/step/rank too, so a resumed run draws what an uninterrupted one would have.
-            torch.manual_seed((seed * 1_000_003 + step) * 64 + rank)
-            x, y = x.to(dev), y.to(dev)
-            loss, est = net(x, y)
-            if adv is not None:
-                loss = loss + adv.generator_loss(est, y, step, mix=x)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            if torch.isfinite(gnorm):
-                opt.step()
-                if average is not None:
-                    average.update(model)
-            if adv is not None:  # on this step's (detached) output, once the generator has stepped
-                adv.discriminator_step(est, y, step, mix=x)
-            step += 1
-            elapsed += time.time() - t0
+            torch.manual_seed((seed * 1_000_003 + state.step) * 64 + rank)
+            loss, gnorm = _train_step(net, model, opt, x.to(dev), y.to(dev), state.step, adv, average)
+            state.step += 1
+            state.elapsed += time.time() - t0
             running.append(loss.item())
             if rank == 0:
-                if step % log_every == 0:
-                    emit({"loss": sum(running) / len(running), "grad_norm": float(gnorm),
-                          "sec_per_step": round(elapsed / max(step, 1), 3), **(adv.last if adv else {})})
+                if state.step % log_every == 0:
+                    writer.emit({"loss": sum(running) / len(running), "grad_norm": float(gnorm),
+                                 "sec_per_step": round(state.elapsed / max(state.step, 1), 3),
+                                 **(adv.last if adv else {})})
                     running = []
-                if val is not None and (step % val_every == 0 or step == steps):
-                    metrics = evaluate(model, recipe.task, val, recipe.select_by)
-                    candidates = [(metrics, model, "raw")]
-                    if average is not None:
-                        candidates.append((evaluate(average.model, recipe.task, val, recipe.select_by),
-                                           average.model, "ema"))
-                        emit({"val": metrics, "val_ema": candidates[1][0]})
-                    else:
-                        emit({"val": metrics})
-                    metrics, chosen, kind = max(candidates, key=lambda c: c[0]["score"])
-                    if best is not None and _score_kind(best, recipe.task) != metrics["score_kind"]:
-                        emit({"note": f"best checkpoint now chosen by {metrics['score_kind']} "
-                                      f"(was {_score_kind(best, recipe.task)}): best reset"})
-                        best = None
-                    if best is None or metrics["score"] > best.get("score", best["si_sdr"]):
-                        best = dict(metrics, step=step, weights=kind)
-                        save_weights(run / "best.safetensors", chosen.state_dict(), model.config_dict(),
-                                     {"step": step, "elapsed": elapsed, "val": metrics, "recipe": recipe.name,
-                                      "weights": kind})
-                    save()
+                if val is not None and (state.step % val_every == 0 or state.step == steps):
+                    _validate(model, average, recipe, val, state, writer)
+                    writer.save()
                     last_ckpt = time.time()
                 elif time.time() - last_ckpt > ckpt_minutes * 60:
-                    save()
+                    writer.save()
                     last_ckpt = time.time()
     finally:  # also when a step raises: no batch workers outlive the run
         if prefetch is not None:
             prefetch.close()
     if rank == 0:
-        save()
-        log.close()
-    return best
+        writer.save()
+        writer.close()
+    return state.best

@@ -20,7 +20,7 @@ from torch import nn
 from ..checkpoint import load_weights
 from ..registry import build_model
 from ..report import ScriptArgumentParser
-from ..train.loop import model_tensors
+from ..train.runstate import model_tensors
 from . import ours, tasks
 from .run import valset
 from .tables import COLUMNS, md_table

@@ -19,6 +19,7 @@ import torch
 from torch.nn import functional as F
 
 from ..nets.discriminator import MultiScaleSTFTDiscriminator
+from .runstate import load_optimizer_state, optimizer_state_tensors
 
 
 def _average_over_ranks(params) -> None:
@@ -38,7 +39,6 @@ class CriticCheckpoint:
     `disc.*`, Adam state as `doptim.*`."""
 
     def state_tensors(self) -> tuple[dict, dict]:
-        from .loop import optimizer_state_tensors
         tensors = {f"disc.{k}": v for k, v in self.disc.state_dict().items()}
         otensors, scalars = optimizer_state_tensors(self.opt)
         tensors.update({"d" + k: v for k, v in otensors.items()})  # optim.* → doptim.*
@@ -47,7 +47,6 @@ class CriticCheckpoint:
     def load_state_tensors(self, state: dict, scalars: dict | None) -> bool:
         """Restore from a checkpoint's tensors; False when it has no discriminator (a run
         that becomes adversarial at this resume starts with a fresh one)."""
-        from .loop import load_optimizer_state
         disc = {k[5:]: v for k, v in state.items() if k.startswith("disc.")}
         if not disc:
             return False

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..checkpoint import load_weights, read_header, save_weights
 from ..registry import MODEL_NAMES, TWIN_NAMES, build_model
-from .loop import model_tensors
+from .runstate import model_tensors
 
 
 def export_run(run: Path, name: str, models_dir: Path, corpus: Path | None = None,

@@ -19,6 +19,7 @@ import torch
 from ..checkpoint import load_weights
 from ..registry import build_model
 from .recipes import Recipe, loss_for
+from .runstate import RunWriter, fresh, model_tensors, restore, speed_note
 
 
 def _dist():
@@ -28,40 +29,6 @@ def _dist():
         torch.distributed.init_process_group(backend)
     rank = torch.distributed.get_rank() if world > 1 else 0
     return rank, world
-
-
-def model_tensors(state: dict) -> dict:
-    """The model's own tensors from a weights file: a training checkpoint prefixes them with
-    `model.` (beside `optim.*`), an exported model file has them bare."""
-    if any(k.startswith("model.") for k in state):
-        return {k[6:]: v for k, v in state.items() if k.startswith("model.")}
-    return state
-
-
-def optimizer_state_tensors(opt: torch.optim.Optimizer) -> tuple[dict, dict]:
-    """Flatten Adam state into named tensors + JSON-able scalars (so it fits safetensors)."""
-    sd = opt.state_dict()
-    tensors, scalars = {}, {"param_groups": sd["param_groups"]}
-    for idx, st in sd["state"].items():
-        for k, v in st.items():
-            if torch.is_tensor(v):
-                tensors[f"optim.{idx}.{k}"] = v
-            else:
-                scalars[f"{idx}.{k}"] = v
-    return tensors, scalars
-
-
-def load_optimizer_state(opt, tensors: dict, scalars: dict):
-    state: dict = {}
-    for name, v in tensors.items():
-        _, idx, k = name.split(".", 2)
-        state.setdefault(int(idx), {})[k] = v
-    for name, v in scalars.items():
-        if name == "param_groups":
-            continue
-        idx, k = name.split(".", 1)
-        state.setdefault(int(idx), {})[k] = v
-    opt.load_state_dict({"state": state, "param_groups": scalars["param_groups"]})
 
 
 class TrainSetupError(ValueError):
@@ -392,7 +359,6 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
     `val_every` 0 skips validation (a machine without the valset:
     score the checkpoint later with `train validate`)."""
     from .data import SPEED, Corpus, Mixer, batch as make_batch
-    from .runstate import RunWriter, fresh, restore, speed_note
     from .valsets import load_valset, valset_id
 
     if anneal and minutes is None:

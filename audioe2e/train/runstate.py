@@ -1,5 +1,6 @@
-"""A training run's resumable state: what `last.safetensors` carries between processes, how a
-resume restores it and notes what changed, and rank 0's files (log, checkpoints).
+"""A training run's resumable state: what `last.safetensors` carries between processes (the
+`model.*` / `optim.*` tensor layout, read by export, validate and the critics too), how a resume
+restores it and notes what changed, and rank 0's files (log, checkpoints).
 
 Why its own module: a run is continued many times (sessions end, machines are lent for a fixed
 time), each time perhaps with other options. Every change of what the run trains on is logged
@@ -13,10 +14,46 @@ import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+import torch
+
 from ..checkpoint import load_weights, save_weights
 from .data import LEVEL_DB, SPEED
 from .ema import WeightAverage
-from .loop import load_optimizer_state, model_tensors, optimizer_state_tensors
+
+
+
+def model_tensors(state: dict) -> dict:
+    """The model's own tensors from a weights file: a training checkpoint prefixes them with
+    `model.` (beside `optim.*`), an exported model file has them bare."""
+    if any(k.startswith("model.") for k in state):
+        return {k[6:]: v for k, v in state.items() if k.startswith("model.")}
+    return state
+
+
+def optimizer_state_tensors(opt: torch.optim.Optimizer) -> tuple[dict, dict]:
+    """Flatten Adam state into named tensors + JSON-able scalars (so it fits safetensors)."""
+    sd = opt.state_dict()
+    tensors, scalars = {}, {"param_groups": sd["param_groups"]}
+    for idx, st in sd["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"optim.{idx}.{k}"] = v
+            else:
+                scalars[f"{idx}.{k}"] = v
+    return tensors, scalars
+
+
+def load_optimizer_state(opt, tensors: dict, scalars: dict):
+    state: dict = {}
+    for name, v in tensors.items():
+        _, idx, k = name.split(".", 2)
+        state.setdefault(int(idx), {})[k] = v
+    for name, v in scalars.items():
+        if name == "param_groups":
+            continue
+        idx, k = name.split(".", 1)
+        state.setdefault(int(idx), {})[k] = v
+    opt.load_state_dict({"state": state, "param_groups": scalars["param_groups"]})
 
 
 @dataclass

@@ -15,7 +15,8 @@ from pathlib import Path
 from ..checkpoint import load_weights, save_weights
 from ..registry import build_model
 from .ema import WeightAverage
-from .loop import evaluate, model_tensors
+from .loop import evaluate
+from .runstate import model_tensors
 from .recipes import get_recipe
 from .valsets import load_valset, valset_id
 

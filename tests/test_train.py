@@ -656,6 +656,46 @@ def test_export_of_the_moving_average_ships_it_with_its_scores(corpus, tmp_path)
         export_run(tmp_path / "plain", "enhancer-tiny", tmp_path / "models", None, "ema")
 
 
+def test_export_blend_ships_the_weighted_mean_of_two_weights_scored_afresh(corpus, tmp_path):
+    """`train export --blend-with W --blend A` ships (1 − A)·W + A·run, tensor by tensor, scores
+    those weights on the valset (the log's scores are the run's, not theirs) and records the
+    blend in the card; another network or a share outside 0…1 is refused."""
+    from audioe2e.checkpoint import save_weights
+    from audioe2e.nets.tiny import TinyConfig, TinyEnhancer
+    from audioe2e.train.export import export_run
+    from audioe2e.train.runstate import model_tensors
+
+    train(get_recipe("enhancer-tiny"), corpus, tmp_path / "r", steps=2, batch=2, seconds=0.5, val_every=1000)
+    logged = [json.loads(l) for l in (tmp_path / "r" / "log.jsonl").read_text().splitlines() if '"val"' in l][-1]
+    run_state = model_tensors(load_weights(tmp_path / "r" / "last.safetensors")[0])
+    torch.manual_seed(5)
+    other = TinyEnhancer(TinyConfig())
+    save_weights(tmp_path / "other.safetensors", other.state_dict(), other.config_dict(), {})
+    card = export_run(tmp_path / "r", "enhancer-tiny", tmp_path / "m", corpus, "last",
+                      blend_with=tmp_path / "other.safetensors", blend=0.25)
+    shipped, _, meta = load_weights(tmp_path / "m" / "enhancer-tiny.safetensors")
+    for k, v in shipped.items():
+        expect = 0.75 * other.state_dict()[k] + 0.25 * run_state[k] if v.is_floating_point() else run_state[k]
+        assert torch.allclose(v, expect, atol=1e-6), k
+    assert card["blend"]["share"] == meta["blend"]["share"] == 0.25 and card["blend"]["with"] == "other.safetensors"
+    assert logged["step"] == 2 and card["metrics"]["val_si_sdr"] != round(logged["val"]["si_sdr"], 3)
+    ends = [export_run(tmp_path / "r", "enhancer-tiny", tmp_path / f"m{a}", None, "last",
+                       blend_with=tmp_path / "other.safetensors", blend=a) for a in (0.0, 1.0)]
+    assert all(torch.equal(load_weights(tmp_path / "m0.0" / "enhancer-tiny.safetensors")[0][k], v)
+               for k, v in other.state_dict().items())
+    assert all(torch.equal(load_weights(tmp_path / "m1.0" / "enhancer-tiny.safetensors")[0][k], v)
+               for k, v in run_state.items())
+    assert ends[0]["metrics"] == {}  # no corpus: nothing to score them on, and no stale scores
+    with pytest.raises(ValueError, match="a number from 0 to 1"):
+        export_run(tmp_path / "r", "enhancer-tiny", tmp_path / "m", None, "last",
+                   blend_with=tmp_path / "other.safetensors", blend=1.5)
+    wide = TinyEnhancer(TinyConfig(hidden=TinyConfig().hidden + 8))
+    save_weights(tmp_path / "wide.safetensors", wide.state_dict(), wide.config_dict(), {})
+    with pytest.raises(ValueError, match="not the same network"):
+        export_run(tmp_path / "r", "enhancer-tiny", tmp_path / "m", None, "last",
+                   blend_with=tmp_path / "wide.safetensors", blend=0.5)
+
+
 def test_speed_perturbation_follows_the_range_asked(corpus):
     """`Mixer(speed=…)`: a fixed factor of 0.8 lowers a harmonic voice's pitch by 20 %; the
     default range never goes below 0.9."""

@@ -121,12 +121,14 @@ def validate_cmd(run: Path = typer.Option(..., "--run", "--run-dir", help="run f
 def export_cmd(run: Path = typer.Option(...), name: str = typer.Option(..., help="model name, e.g. enhancer-tiny"),
                models: Path = typer.Option(Path("models")), corpus: Optional[Path] = typer.Option(Path("corpus")),
                which: str = typer.Option("best", help="best | last | ema (the moving average in last.safetensors, from --ema)"),
-               atten_lim: Optional[float] = typer.Option(None, "--atten-lim", help="enhancers: the noise floor (dB) `enhance` keeps by default for these weights; choose it on a validation draw (default: none)")):
+               atten_lim: Optional[float] = typer.Option(None, "--atten-lim", help="enhancers: the noise floor (dB) `enhance` keeps by default for these weights; choose it on a validation draw (default: none)"),
+               blend_with: Optional[Path] = typer.Option(None, "--blend-with", help="weights of the same network (e.g. what the run was warm-started from): export (1 - BLEND) x these + BLEND x the run's, scored afresh on the valset"),
+               blend: float = typer.Option(1.0, "--blend", help="the run's share with --blend-with, 0 to 1")):
     """Copy a run's weights into MODELS with a model card and sha256 manifest entry."""
     from .export import export_run
 
     try:
-        card = export_run(run, name, models, corpus, which, atten_lim_db=atten_lim)
+        card = export_run(run, name, models, corpus, which, atten_lim_db=atten_lim, blend_with=blend_with, blend=blend)
     except (ValueError, FileNotFoundError) as e:  # unknown name, missing run files, no corpus
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2)

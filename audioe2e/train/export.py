@@ -9,13 +9,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
+
 from ..checkpoint import load_weights, read_header, save_weights
 from ..registry import MODEL_NAMES, TWIN_NAMES, build_model
 from .runstate import model_tensors
 
 
 def export_run(run: Path, name: str, models_dir: Path, corpus: Path | None = None,
-               which: str = "best", atten_lim_db: float | None = None) -> dict:
+               which: str = "best", atten_lim_db: float | None = None,
+               blend_with: Path | None = None, blend: float = 1.0) -> dict:
     """Write RUN's `which` weights (best | last | ema) as models/NAME.safetensors with its
     cards and manifest entry; `atten_lim_db` is the noise floor `enhance` keeps by default
     for these weights (enhancers only; None: none; see registry.default_atten_lim_db)."""
@@ -32,6 +35,8 @@ def export_run(run: Path, name: str, models_dir: Path, corpus: Path | None = Non
         state = model_tensors(state)
         if not meta.get("val"):  # last.safetensors keeps no scores: its step's are in the log
             meta["val"] = _logged_scores(log, meta.get("step"), "val")
+    if blend_with is not None:
+        state, meta = blend_weights(state, meta, blend_with, blend, config)
     model = build_model(config)
     model.load_state_dict(state)
     if config.get("arch") == "codec":
@@ -41,12 +46,14 @@ def export_run(run: Path, name: str, models_dir: Path, corpus: Path | None = Non
         from .recipes import RECIPES
         recipe = RECIPES.get(meta.get("recipe"))  # the mix of clean and noisy inputs it trained on
         model.prior_counts.copy_(fit_priors(model, corpus, clean_share=recipe.clean_share if recipe else None))
+    if blend_with is not None:  # the run's logged scores are not these weights': score them here
+        meta["val"] = _validate_now(model, config, corpus, meta.get("recipe"))
     last_meta = read_header(run / "last.safetensors")[1] if (run / "last.safetensors").is_file() else meta
     params = sum(p.numel() for p in model.parameters())
     latency_ms = 1000.0 * model.latency / model.sample_rate
     out_meta = {"params": params, "latency_ms": latency_ms, "recipe": meta.get("recipe"),
                 "step": meta.get("step"), "train_hours": round(meta.get("elapsed", 0) / 3600, 3),
-                "weights": meta.get("weights", "raw")}
+                "weights": meta.get("weights", "raw"), **({"blend": meta["blend"]} if "blend" in meta else {})}
     models_dir.mkdir(parents=True, exist_ok=True)
     path = models_dir / f"{name}.safetensors"
     sha = save_weights(path, model.state_dict(), config, out_meta)
@@ -83,6 +90,39 @@ def export_run(run: Path, name: str, models_dir: Path, corpus: Path | None = Non
         man[name]["atten_lim_db"] = float(atten_lim_db)
     man_path.write_text(json.dumps(man, indent=1, sort_keys=True) + "\n")
     return card
+
+
+def blend_weights(state: dict, meta: dict, other_path: Path, blend: float, config: dict) -> tuple[dict, dict]:
+    """(1 − blend) × OTHER + blend × the run's weights, tensor by tensor (WiSE-FT, Wortsman et
+    al., CVPR 2022). Why: a fine-tune that trades one measure for another (the codec's PESQ
+    critic: PESQ up, DNSMOS down) can be met half-way without training: both ends come from
+    one warm start, so the straight line between them stays in one basin. OTHER must be the
+    same network (same architecture, tensor names and shapes); integer buffers (the codec's prior counts,
+    refitted at export anyway) are the run's."""
+    if not 0.0 <= blend <= 1.0:
+        raise ValueError(f"--blend is the run's share of the weights: a number from 0 to 1, not {blend:g}")
+    other, other_config, _ = load_weights(other_path)
+    other = model_tensors(other)
+    if other_config.get("arch") != config.get("arch") or other.keys() != state.keys() or any(
+            other[k].shape != v.shape for k, v in state.items()):
+        raise ValueError(f"--blend-with {other_path}: not the same network as the run's weights")
+    mixed = {k: torch.lerp(other[k].to(v.dtype), v, blend) if v.is_floating_point() else v
+             for k, v in state.items()}
+    from ..checkpoint import sha256_file
+    return mixed, dict(meta, blend={"share": blend, "with": Path(other_path).name,
+                                    "with_sha256": sha256_file(other_path)})
+
+
+def _validate_now(model, config: dict, corpus: Path | None, recipe_name: str | None) -> dict | None:
+    """Validation scores of MODEL on the corpus valset, as the training loop reports them."""
+    if corpus is None:
+        return None
+    from .loop import evaluate
+    from .recipes import RECIPES
+    from .valsets import load_valset
+    recipe = RECIPES.get(recipe_name)
+    task = recipe.task if recipe else config.get("task", "enhance")
+    return evaluate(model, task, load_valset(corpus, task), recipe.select_by if recipe else None)
 
 
 def _logged_scores(log: list[dict], step, key: str) -> dict | None:

@@ -679,6 +679,9 @@ def test_export_blend_ships_the_weighted_mean_of_two_weights_scored_afresh(corpu
         assert torch.allclose(v, expect, atol=1e-6), k
     assert card["blend"]["share"] == meta["blend"]["share"] == 0.25 and card["blend"]["with"] == "other.safetensors"
     assert logged["step"] == 2 and card["metrics"]["val_si_sdr"] != round(logged["val"]["si_sdr"], 3)
+    md = (tmp_path / "m" / "enhancer-tiny.md").read_text()
+    assert "- blended: 0.25 × these weights + 0.75 × `other.safetensors`" in md
+    assert f"si_sdr {card['metrics']['val_si_sdr']:.3f}" in md
     ends = [export_run(tmp_path / "r", "enhancer-tiny", tmp_path / f"m{a}", None, "last",
                        blend_with=tmp_path / "other.safetensors", blend=a) for a in (0.0, 1.0)]
     assert all(torch.equal(load_weights(tmp_path / "m0.0" / "enhancer-tiny.safetensors")[0][k], v)

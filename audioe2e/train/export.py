@@ -145,6 +145,19 @@ def _moving_average(run: Path, log: list[dict]) -> tuple[dict, dict, dict]:
                          "val": val, "weights": "ema"}
 
 
+def _blend_lines(card: dict) -> list[str]:
+    """The card's word on blended weights (`--blend-with`): what they are a mix of, and their
+    own validation scores, since the table below scores the run's weights."""
+    b = card.get("blend")
+    if not b:
+        return []
+    m = card.get("metrics") or {}
+    scored = ", ".join(f"{k} {m['val_' + k]:.3f}" for k in ("pesq_wb", "stoi", "si_sdr") if "val_" + k in m)
+    return [f"- blended: {b['share']:g} × these weights + {1 - b['share']:g} × `{b['with']}` (sha256 "
+            f"{b['with_sha256'][:16]}…), tensor by tensor; the table below scores the run's weights, "
+            f"the blend scored {scored or 'nothing (no corpus at export)'} on the same valset"]
+
+
 def card_markdown(card: dict, notes: str = "") -> str:
     """The human-readable model card, generated from the same numbers as the JSON card.
     `notes`: the hand-kept section (`models/<name>.notes.md`: bench tables with the command
@@ -158,6 +171,7 @@ def card_markdown(card: dict, notes: str = "") -> str:
              f"{card.get('segment_seconds')} s",
              *[f"- {n}: the steps and hours above count from there" for n in card.get("training_notes", [])
                if n.startswith("warm start from")][:1],
+             *_blend_lines(card),
              "", "## Validation (fixed on-disk valset of unseen speakers; SI-SDR in dB)", "",
              f"Valset fingerprint `{card.get('val_id') or 'not recorded'}` (scores compare only "
              "within one fingerprint).", ""]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import load_weights, read_header, save_weights
+from ..checkpoint import load_weights, read_header, save_weights, sha256_file
 from ..registry import MODEL_NAMES, TWIN_NAMES, build_model
 from .runstate import model_tensors
 
@@ -108,7 +108,6 @@ def blend_weights(state: dict, meta: dict, other_path: Path, blend: float, confi
         raise ValueError(f"--blend-with {other_path}: not the same network as the run's weights")
     mixed = {k: torch.lerp(other[k].to(v.dtype), v, blend) if v.is_floating_point() else v
              for k, v in state.items()}
-    from ..checkpoint import sha256_file
     return mixed, dict(meta, blend={"share": blend, "with": Path(other_path).name,
                                     "with_sha256": sha256_file(other_path)})
 

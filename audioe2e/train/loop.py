@@ -175,7 +175,8 @@ def _log_at_checkpoint(path: Path, meta: dict | None) -> tuple[int, str | None]:
 
 def make_adversary(options: dict, sample_rate: int, device):
     """The recipe's extra learned critic: `kind` "metric" is train.metric_gan's PESQ
-    predictor (enhancers), otherwise train.adversarial's STFT discriminator (codec)."""
+    predictor (default enhancer, `codec-metric`), otherwise train.adversarial's STFT
+    discriminator (`codec-gan`)."""
     options = dict(options)
     if options.pop("kind", "stft") == "metric":
         from .metric_gan import MetricGAN

@@ -1,5 +1,5 @@
-"""MetricGAN+ term for the enhancers: a discriminator that learns to predict PESQ-WB, and a
-generator loss that asks it for the best score.
+"""MetricGAN+ term for the default enhancer and the codec (`codec-metric`): a discriminator
+that learns to predict PESQ-WB, and a generator loss that asks it for the best score.
 
 Why: PESQ-WB is the enhancers' target metric, but it is not differentiable, and −SI-SDR plus
 compressed spectra left the default enhancer +0.15 above the tiny one where +0.3 is asked.

@@ -44,22 +44,39 @@ def save_weights(path: str | os.PathLike, state: dict[str, torch.Tensor], config
     return sha256_file(path)
 
 
+class WeightsFileError(ValueError):
+    """A file that is there but is not a readable weights file (not safetensors, truncated, or
+    its config block not JSON): one line for the CLI instead of the reader's traceback."""
+
+
+def _not_weights(path, e: Exception) -> WeightsFileError:
+    return WeightsFileError(f"{Path(path).name}: not a readable weights file ({e})")
+
+
 def read_header(path: str | os.PathLike) -> tuple[dict, dict]:
     """Config and metadata of a weights file, without loading tensors."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
-    with safe_open(str(path), framework="np") as f:
-        md = f.metadata() or {}
-    return json.loads(md.get("config", "{}")), json.loads(md.get("meta", "{}"))
+    try:
+        with safe_open(str(path), framework="np") as f:
+            md = f.metadata() or {}
+        return json.loads(md.get("config", "{}")), json.loads(md.get("meta", "{}"))
+    except (SafetensorError, json.JSONDecodeError) as e:
+        raise _not_weights(path, e) from None
 
 
 def load_weights(path: str | os.PathLike, expected_sha256: str | None = None):
     """Return (state_dict, config, meta); refuse a file whose sha256 differs from the expected."""
     from safetensors.torch import load_file
 
+    from safetensors import SafetensorError
+
     check_sha256(path, expected_sha256)
     config, meta = read_header(path)
-    return load_file(str(path)), config, meta
+    try:
+        return load_file(str(path)), config, meta
+    except SafetensorError as e:  # a sound header over a truncated or damaged body
+        raise _not_weights(path, e) from None
 
 
 def check_sha256(path: str | os.PathLike, expected_sha256: str | None) -> None:

@@ -227,7 +227,8 @@ def test_train_cli_rejects_bad_warm_start_in_one_line(tmp_path):
     (tmp_path / "corpus").mkdir()
     (tmp_path / "corpus" / "manifest.jsonl").write_text(json.dumps({}) + "\n")
     save_weights(tmp_path / "other.safetensors", {"x": torch.zeros(3)}, {"arch": "none"})
-    for weights in (tmp_path / "missing.safetensors", tmp_path / "other.safetensors"):
+    (tmp_path / "garbage.safetensors").write_bytes(b"not a weights file at all")
+    for weights in (tmp_path / "missing.safetensors", tmp_path / "other.safetensors", tmp_path / "garbage.safetensors"):
         run = tmp_path / "run"
         p = subprocess.run([sys.executable, "-m", "audioe2e", "train", "run", "enhancer-tiny",
                             "--corpus", str(tmp_path / "corpus"), "--run", str(run),
@@ -692,6 +693,15 @@ def test_export_blend_ships_the_weighted_mean_of_two_weights_scored_afresh(corpu
     with pytest.raises(ValueError, match="a number from 0 to 1"):
         export_run(tmp_path / "r", "enhancer-tiny", tmp_path / "m", None, "last",
                    blend_with=tmp_path / "other.safetensors", blend=1.5)
+    with pytest.raises(ValueError, match="--blend-with and --blend go together"):
+        export_run(tmp_path / "r", "enhancer-tiny", tmp_path / "m", None, "last", blend=0.5)
+    with pytest.raises(ValueError, match="--blend-with and --blend go together"):
+        export_run(tmp_path / "r", "enhancer-tiny", tmp_path / "m", None, "last",
+                   blend_with=tmp_path / "other.safetensors")
+    (tmp_path / "garbage.safetensors").write_bytes(b"\x00" * 64)
+    with pytest.raises(ValueError, match="garbage.safetensors: not a readable weights file"):
+        export_run(tmp_path / "r", "enhancer-tiny", tmp_path / "m", None, "last",
+                   blend_with=tmp_path / "garbage.safetensors", blend=0.5)
     wide = TinyEnhancer(TinyConfig(hidden=TinyConfig().hidden + 8))
     save_weights(tmp_path / "wide.safetensors", wide.state_dict(), wide.config_dict(), {})
     with pytest.raises(ValueError, match="not the same network"):

@@ -46,6 +46,7 @@ def run_cmd(
     """Train (or continue) a recipe. Under `torchrun --nproc_per_node N` it runs DDP."""
     import torch
 
+    from ..checkpoint import WeightsFileError
     from .loop import TrainSetupError, train
     from .recipes import get_recipe
 
@@ -76,7 +77,7 @@ def run_cmd(
                      lr=lr, seed=seed, init_from=init_from, warmup=warmup, ema=ema, speed=speed_range,
                      level_db=level_range, workers=workers, minutes=minutes,
                      anneal=anneal)
-    except (TrainSetupError, FileNotFoundError, FileExistsError) as e:  # bad --init-from / --run, no pesq
+    except (TrainSetupError, WeightsFileError, FileNotFoundError, FileExistsError) as e:  # bad --init-from / --run, no pesq
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2)
     typer.echo(f"done: best {best}", err=True)
@@ -123,7 +124,7 @@ def export_cmd(run: Path = typer.Option(...), name: str = typer.Option(..., help
                which: str = typer.Option("best", help="best | last | ema (the moving average in last.safetensors, from --ema)"),
                atten_lim: Optional[float] = typer.Option(None, "--atten-lim", help="enhancers: the noise floor (dB) `enhance` keeps by default for these weights; choose it on a validation draw (default: none)"),
                blend_with: Optional[Path] = typer.Option(None, "--blend-with", help="weights of the same network (e.g. what the run was warm-started from): export (1 - BLEND) x these + BLEND x the run's, scored afresh on the valset"),
-               blend: float = typer.Option(1.0, "--blend", help="the run's share with --blend-with, 0 to 1")):
+               blend: Optional[float] = typer.Option(None, "--blend", help="the run's share with --blend-with, 0 to 1")):
     """Copy a run's weights into MODELS with a model card and sha256 manifest entry."""
     from .export import export_run
 

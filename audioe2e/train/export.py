@@ -13,20 +13,24 @@ import torch
 
 from ..checkpoint import load_weights, read_header, save_weights, sha256_file
 from ..registry import MODEL_NAMES, TWIN_NAMES, build_model
+from .recipes import RECIPES
 from .runstate import model_tensors
 
 
 def export_run(run: Path, name: str, models_dir: Path, corpus: Path | None = None,
                which: str = "best", atten_lim_db: float | None = None,
-               blend_with: Path | None = None, blend: float = 1.0) -> dict:
+               blend_with: Path | None = None, blend: float | None = None) -> dict:
     """Write RUN's `which` weights (best | last | ema) as models/NAME.safetensors with its
     cards and manifest entry; `atten_lim_db` is the noise floor `enhance` keeps by default
-    for these weights (enhancers only; None: none; see registry.default_atten_lim_db)."""
+    for these weights (enhancers only; None: none; see registry.default_atten_lim_db);
+    `blend_with` and `blend` ship a mix with other weights instead (`blend_weights`)."""
     tasks = {**MODEL_NAMES, **TWIN_NAMES}
     if name not in tasks:
         raise ValueError(f"unknown model name '{name}' (known: {', '.join(tasks)})")
     if atten_lim_db is not None and (tasks[name] != "enhance" or not 0 < atten_lim_db < float("inf")):
         raise ValueError("--atten-lim is a default noise floor for an enhancer: a finite number of dB > 0")
+    if (blend_with is None) != (blend is None):
+        raise ValueError("--blend-with and --blend go together: the other weights, and the run's share (0 to 1)")
     log = [json.loads(l) for l in (run / "log.jsonl").read_text().splitlines() if l.strip()]
     if which == "ema":
         state, config, meta = _moving_average(run, log)
@@ -35,6 +39,7 @@ def export_run(run: Path, name: str, models_dir: Path, corpus: Path | None = Non
         state = model_tensors(state)
         if not meta.get("val"):  # last.safetensors keeps no scores: its step's are in the log
             meta["val"] = _logged_scores(log, meta.get("step"), "val")
+    recipe = RECIPES.get(meta.get("recipe"))
     if blend_with is not None:
         state, meta = blend_weights(state, meta, blend_with, blend, config)
     model = build_model(config)
@@ -43,11 +48,10 @@ def export_run(run: Path, name: str, models_dir: Path, corpus: Path | None = Non
         if corpus is None:
             raise ValueError("exporting the codec needs --corpus (its entropy priors are counted on training audio)")
         from .priors import fit_priors
-        from .recipes import RECIPES
-        recipe = RECIPES.get(meta.get("recipe"))  # the mix of clean and noisy inputs it trained on
+        # the mix of clean and noisy inputs it trained on
         model.prior_counts.copy_(fit_priors(model, corpus, clean_share=recipe.clean_share if recipe else None))
     if blend_with is not None:  # the run's logged scores are not these weights': score them here
-        meta["val"] = _validate_now(model, config, corpus, meta.get("recipe"))
+        meta["val"] = _validate_now(model, tasks[name], corpus, recipe)
     last_meta = read_header(run / "last.safetensors")[1] if (run / "last.safetensors").is_file() else meta
     params = sum(p.numel() for p in model.parameters())
     latency_ms = 1000.0 * model.latency / model.sample_rate
@@ -112,15 +116,13 @@ def blend_weights(state: dict, meta: dict, other_path: Path, blend: float, confi
                                     "with_sha256": sha256_file(other_path)})
 
 
-def _validate_now(model, config: dict, corpus: Path | None, recipe_name: str | None) -> dict | None:
-    """Validation scores of MODEL on the corpus valset, as the training loop reports them."""
+def _validate_now(model, task: str, corpus: Path | None, recipe) -> dict | None:
+    """Validation scores of MODEL on the corpus valset, as the training loop (and `train
+    validate`) report them: `loop.evaluate`, picking by the recipe's metric."""
     if corpus is None:
         return None
     from .loop import evaluate
-    from .recipes import RECIPES
     from .valsets import load_valset
-    recipe = RECIPES.get(recipe_name)
-    task = recipe.task if recipe else config.get("task", "enhance")
     return evaluate(model, task, load_valset(corpus, task), recipe.select_by if recipe else None)
 
 

@@ -21,7 +21,6 @@ from .data import LEVEL_DB, SPEED
 from .ema import WeightAverage
 
 
-
 def model_tensors(state: dict) -> dict:
     """The model's own tensors from a weights file: a training checkpoint prefixes them with
     `model.` (beside `optim.*`), an exported model file has them bare."""

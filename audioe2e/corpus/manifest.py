@@ -16,7 +16,7 @@ from pathlib import Path
 
 import soundfile as sf
 
-from .sources import SYNTH_SOURCES, VAL_SPEAKERS, frac
+from .sources import SYNTH_SOURCES, TRAIN_ONLY_SOURCES, VAL_SPEAKERS, frac
 
 VAL_FRACTION = 0.15
 PIECE_RE = re.compile(r"__p\d+$")
@@ -57,6 +57,8 @@ def speaker_split(source: str, speaker: str, person: str | None, user_val: set[s
     """Speaker-disjoint split: fixed validation persons, ~15 % of synthetic and user voices."""
     if speaker in VAL_SPEAKERS:
         return "val"
+    if source in TRAIN_ONLY_SOURCES:
+        return "train"
     if source in SYNTH_SOURCES:
         return "val" if frac(person or speaker) < VAL_FRACTION else "train"
     if source.startswith("user-"):

@@ -247,3 +247,21 @@ def test_ablation_pairs_each_run_with_the_first_clip_by_clip():
     # differences 0.1, 0.3, 0.2: mean 0.2, sd 0.1, se 0.1 / sqrt(3)
     assert d["system"] == "b − a" and d["pesq_wb"] == "+0.200 ± 0.058" and d["clips"] == 4
     assert d["si_sdr"] == "+0.000 ± 0.000"
+
+
+def test_ablation_splits_scores_by_the_speech_source_of_each_clip():
+    """Per-source means of each run and paired per-source differences to the first run; a
+    source with one clip gets a mean but no standard error; the last row counts clips."""
+    from audioe2e.bench.ablation import by_voice_source
+
+    clips = lambda *v: [{"pesq_wb": p} for p in v]  # noqa: E731
+    res = {"voices": ["real", "synth", "real", None],
+           "rows": [{"system": "a", "clips": clips(2.0, 1.0, 3.0, 9.0)},
+                    {"system": "b", "clips": clips(2.5, 1.5, 3.1, 0.0)}]}
+    a, b, diff, counts = by_voice_source(res)
+    assert a == {"system": "a", "real": "2.50", "synth": "1.00"}
+    assert b == {"system": "b", "real": "2.80", "synth": "1.50"}
+    # real: differences 0.5 and 0.1: mean 0.3, sd 0.283, se 0.2; synth: one clip, no error bar
+    assert diff == {"system": "b − a", "real": "+0.300 ± 0.200", "synth": "–"}
+    assert counts == {"system": "clips", "real": "2", "synth": "1"}
+    assert by_voice_source({"voices": [None, None], "rows": res["rows"]}) == []

@@ -27,7 +27,7 @@ def corpus(tmp_path_factory):
                 x = sum(np.sin(2 * np.pi * (120 + 40 * s) * k * t) / k for k in range(1, 8)) * 0.1
                 p = f"speech/{spk}/{u}.wav"
                 sf.write(root / p, x.astype(np.float32), 16000, subtype="PCM_16")
-                rows.append(dict(path=p, kind="speech", speaker=spk, gender="mf"[s % 2], split=split,
+                rows.append(dict(path=p, kind="speech", source="tones", speaker=spk, gender="mf"[s % 2], split=split,
                                  duration=1.0, rate=16000))
         (root / "noise").mkdir(exist_ok=True)
         p = f"noise/{split}.wav"
@@ -278,6 +278,8 @@ def test_ablation_scores_twins_side_by_side(corpus, tmp_path):
     assert rows["dense"]["params"] > rows["fft"]["params"]
     assert rows["dense"]["mmacs"] > rows["fft"]["mmacs"] > 0
     assert "| dense |" in (out / "ablation.md").read_text()
+    # each clip is named by its speaker's source in the corpus manifest (for the per-source table)
+    assert res["voices"] == ["tones", "tones"]
     # a missing run folder is one error line and exit 2
     assert ablation.main(["--run", f"x={tmp_path / 'nope'}", "--corpus", str(corpus)]) == 2
 

@@ -136,7 +136,55 @@ def evaluate(runs: dict[str, Path], which: str, corpus: Path, limit: int | None,
         row.update(params=sum(p.numel() for p in model.parameters()), step=step,
                    mmacs=None if macs is None else macs / 1e6, run=str(runs[name]))
         rows.append(row)
-    return {"task": task, "n": len(items), "which": which, "rows": rows}
+    return {"task": task, "n": len(items), "which": which, "rows": rows,
+            "voices": clip_voice_sources(items, corpus)}
+
+
+def clip_voice_sources(items: list[dict], corpus: Path) -> list[str | None]:
+    """Each clip's speech source (the corpus manifest's `source` of its speaker), or None.
+
+    Why: a validation draw mixes real voices with synthetic ones (espeak-ng is a third of
+    it here) and a model's gain over another differs by kind of voice; the held-out test's
+    unseen voices are best guessed from the real ones, so the report splits them out."""
+    man = corpus / "manifest.jsonl"
+    if not man.is_file():
+        return [None] * len(items)
+    source = {}
+    for line in man.read_text().splitlines():
+        if line.strip():
+            r = json.loads(line)
+            if r.get("kind") == "speech" and r.get("speaker") is not None:
+                source.setdefault(r["speaker"], r.get("source"))
+    return [source.get(it.get("speaker")) for it in items]
+
+
+def by_voice_source(res: dict, metric: str = "pesq_wb") -> list[dict]:
+    """One row per run: mean `metric` over the clips of each speech source (column `n:<source>`
+    counts); the paired difference to the first run per source in a second row set."""
+    voices = res.get("voices") or []
+    kinds = sorted({v for v in voices if v})
+    if not kinds:
+        return []
+    rows = []
+    ok = [r for r in res["rows"] if r.get("status", "ok") == "ok"]
+    for r in ok:
+        row = {"system": r["system"]}
+        for k in kinds:
+            vals = [c[metric] for c, v in zip(r["clips"], voices)
+                    if v == k and c.get(metric) is not None and math.isfinite(c[metric])]
+            row[k] = f"{statistics.fmean(vals):.2f}" if vals else "–"
+        rows.append(row)
+    for r in ok[1:]:
+        row = {"system": f"{r['system']} − {ok[0]['system']}"}
+        for k in kinds:
+            d = [a[metric] - b[metric] for a, b, v in zip(r["clips"], ok[0]["clips"], voices)
+                 if v == k and a.get(metric) is not None and b.get(metric) is not None
+                 and math.isfinite(a[metric]) and math.isfinite(b[metric])]
+            row[k] = (f"{statistics.fmean(d):+.3f} ± {statistics.stdev(d) / math.sqrt(len(d)):.3f}"
+                      if len(d) > 1 else "–")
+        rows.append(row)
+    counts = {"system": "clips"} | {k: str(sum(v == k for v in voices)) for k in kinds}
+    return rows + [counts]
 
 
 def metric_columns(task: str) -> list[str]:
@@ -179,6 +227,11 @@ def to_markdown(res: dict) -> str:
     if diffs:
         md += "\n" + md_table(diffs, mets + ["clips"], title="Paired differences to the first run: mean ± standard "
                                                         "error over the same clips")
+    voices = by_voice_source(res, mets[0])
+    if voices:
+        kinds = [k for k in voices[0] if k != "system"]
+        md += "\n" + md_table(voices, kinds, title=f"{COLUMNS.get(mets[0], (mets[0], 2))[0]} by speech source of "
+                                                  "the clip (then each run minus the first, paired)")
     return md
 
 

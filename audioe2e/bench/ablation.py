@@ -159,8 +159,9 @@ def clip_voice_sources(items: list[dict], corpus: Path) -> list[str | None]:
 
 
 def by_voice_source(res: dict, metric: str = "pesq_wb") -> list[dict]:
-    """One row per run: mean `metric` over the clips of each speech source (column `n:<source>`
-    counts); the paired difference to the first run per source in a second row set."""
+    """Rows for the per-source table (one column per speech source): each run's mean `metric`
+    over that source's clips, then each later run minus the first, paired per clip (mean ±
+    standard error), then a `clips` row with the counts. Empty when no clip has a source."""
     voices = res.get("voices") or []
     kinds = sorted({v for v in voices if v})
     if not kinds:

@@ -252,7 +252,7 @@ def test_ablation_pairs_each_run_with_the_first_clip_by_clip():
 def test_ablation_splits_scores_by_the_speech_source_of_each_clip():
     """Per-source means of each run and paired per-source differences to the first run; a
     source with one clip gets a mean but no standard error; the last row counts clips."""
-    from audioe2e.bench.ablation import by_voice_source
+    from audioe2e.bench.voices import by_voice_source
 
     clips = lambda *v: [{"pesq_wb": p} for p in v]  # noqa: E731
     res = {"voices": ["real", "synth", "real", None],
@@ -265,3 +265,29 @@ def test_ablation_splits_scores_by_the_speech_source_of_each_clip():
     assert diff == {"system": "b − a", "real": "+0.300 ± 0.200", "synth": "–"}
     assert counts == {"system": "clips", "real": "2", "synth": "1"}
     assert by_voice_source({"voices": [None, None], "rows": res["rows"]}) == []
+    # against a named base, and only the runs asked for
+    c = {"system": "c", "clips": clips(2.0, 2.0, 2.0, 2.0)}
+    rows = by_voice_source({"voices": res["voices"], "rows": res["rows"] + [c]}, base="b", diff=["a"])
+    assert [r["system"] for r in rows] == ["a", "b", "c", "a − b", "clips"]
+    assert rows[3]["real"] == "-0.300 ± 0.200"
+
+
+def test_bench_enhancement_table_by_speech_source_pairs_with_rnnoise():
+    """Table 1d: per-source means of every system and audioe2e minus RNNoise; without an
+    RNNoise row the base is the first system and the title says so."""
+    from audioe2e.bench.run import _enhance_md
+
+    def row(name, *p):
+        return {"system": name, "status": "ok", "n": len(p), "pesq_wb": sum(p) / len(p),
+                "clips": [{"pesq_wb": v} for v in p]}
+    res = {"n": 4, "metrics": ["pesq_wb"], "snrs": [], "voices": ["june", "june", "espeak", "espeak"],
+           "rows": [row("noisy input (no processing)", 1.0, 1.2, 1.0, 1.0),
+                    row("audioe2e enhancer-tiny", 1.5, 1.7, 2.0, 2.4),
+                    row("RNNoise (pyrnnoise)", 1.6, 1.8, 1.2, 1.4)]}
+    md = _enhance_md(res)
+    assert "1d. Enhancement: PESQ-WB by speech source" in md and "minus RNNoise (pyrnnoise)" in md
+    # columns in name order: espeak (+0.8, +1.0), june (−0.1, −0.1)
+    assert "| audioe2e enhancer-tiny − RNNoise (pyrnnoise) | +0.900 ± 0.100 | -0.100 ± 0.000 |" in md
+    assert "noisy input (no processing) − " not in md
+    res["rows"][2]["status"] = "not available: pyrnnoise not installed"
+    assert "minus noisy input (no processing)" in _enhance_md(res)

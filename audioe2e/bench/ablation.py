@@ -24,6 +24,7 @@ from ..train.runstate import model_tensors
 from . import ours, tasks
 from .run import valset
 from .tables import COLUMNS, md_table
+from .voices import by_voice_source, clip_voice_sources
 
 COLUMNS.setdefault("params", ("params", 0))
 COLUMNS.setdefault("mmacs", ("MMAC/s", 2))
@@ -138,54 +139,6 @@ def evaluate(runs: dict[str, Path], which: str, corpus: Path, limit: int | None,
         rows.append(row)
     return {"task": task, "n": len(items), "which": which, "rows": rows,
             "voices": clip_voice_sources(items, corpus)}
-
-
-def clip_voice_sources(items: list[dict], corpus: Path) -> list[str | None]:
-    """Each clip's speech source (the corpus manifest's `source` of its speaker), or None.
-
-    Why: a validation draw mixes real voices with synthetic ones (espeak-ng is a third of
-    it here) and a model's gain over another differs by kind of voice; the held-out test's
-    unseen voices are best guessed from the real ones, so the report splits them out."""
-    man = corpus / "manifest.jsonl"
-    if not man.is_file():
-        return [None] * len(items)
-    source = {}
-    for line in man.read_text().splitlines():
-        if line.strip():
-            r = json.loads(line)
-            if r.get("kind") == "speech" and r.get("speaker") is not None:
-                source.setdefault(r["speaker"], r.get("source"))
-    return [source.get(it.get("speaker")) for it in items]
-
-
-def by_voice_source(res: dict, metric: str = "pesq_wb") -> list[dict]:
-    """Rows for the per-source table (one column per speech source): each run's mean `metric`
-    over that source's clips, then each later run minus the first, paired per clip (mean ±
-    standard error), then a `clips` row with the counts. Empty when no clip has a source."""
-    voices = res.get("voices") or []
-    kinds = sorted({v for v in voices if v})
-    if not kinds:
-        return []
-    rows = []
-    ok = [r for r in res["rows"] if r.get("status", "ok") == "ok"]
-    for r in ok:
-        row = {"system": r["system"]}
-        for k in kinds:
-            vals = [c[metric] for c, v in zip(r["clips"], voices)
-                    if v == k and c.get(metric) is not None and math.isfinite(c[metric])]
-            row[k] = f"{statistics.fmean(vals):.2f}" if vals else "–"
-        rows.append(row)
-    for r in ok[1:]:
-        row = {"system": f"{r['system']} − {ok[0]['system']}"}
-        for k in kinds:
-            d = [a[metric] - b[metric] for a, b, v in zip(r["clips"], ok[0]["clips"], voices)
-                 if v == k and a.get(metric) is not None and b.get(metric) is not None
-                 and math.isfinite(a[metric]) and math.isfinite(b[metric])]
-            row[k] = (f"{statistics.fmean(d):+.3f} ± {statistics.stdev(d) / math.sqrt(len(d)):.3f}"
-                      if len(d) > 1 else "–")
-        rows.append(row)
-    counts = {"system": "clips"} | {k: str(sum(v == k for v in voices)) for k in kinds}
-    return rows + [counts]
 
 
 def metric_columns(task: str) -> list[str]:

@@ -25,6 +25,7 @@ from pathlib import Path
 from ..report import ScriptArgumentParser
 from . import tasks
 from .tables import COLUMNS, md_table
+from .voices import by_voice_source, clip_voice_sources
 
 SECTIONS = ("enhance", "levels", "separate", "separate-levels", "codec", "speed")
 
@@ -58,6 +59,13 @@ def _enhance_md(res: dict) -> str:
     for r in res["rows"]:
         for c in snr_cols:
             r.pop(c, None)
+    ok = [r["system"] for r in res["rows"] if r.get("status", "ok") == "ok"]
+    base = "RNNoise (pyrnnoise)" if "RNNoise (pyrnnoise)" in ok else (ok[0] if ok else None)
+    voices = by_voice_source(res, "pesq_wb", base=base, diff=[s for s in ok if s.startswith("audioe2e")])
+    if voices:
+        out += "\n" + md_table(voices, [k for k in voices[0] if k != "system"],
+                               title=f"1d. Enhancement: PESQ-WB by speech source of the clip; audioe2e minus "
+                                     f"{base}, paired per clip (mean ± standard error)")
     return out
 
 
@@ -144,7 +152,9 @@ def main(argv=None) -> int:
         ts = time.perf_counter()
         try:
             if s == "enhance":
-                res[s] = tasks.enhance(valset(vroot, a.corpus, "enhance"), a.limit, a.dnsmos, log, a.jobs, only)
+                vdir = valset(vroot, a.corpus, "enhance")
+                res[s] = tasks.enhance(vdir, a.limit, a.dnsmos, log, a.jobs, only)
+                res[s]["voices"] = clip_voice_sources(tasks.load_meta(vdir, a.limit), a.corpus)
                 md.append(_enhance_md(res[s]))
             elif s == "levels":
                 res[s] = tasks.levels(valset(vroot, a.corpus, "enhance"), a.limit, log, a.jobs)

@@ -23,11 +23,16 @@ from . import ours, peers
 RATE = 16000
 
 
+def load_meta(d: Path, limit: int | None = None) -> list[dict]:
+    """The clip records of a valset folder's `meta.jsonl` (id, speaker, SNR, ...), in order."""
+    meta = [json.loads(s) for s in (d / "meta.jsonl").read_text().splitlines() if s.strip()]
+    return meta[:limit] if limit else meta
+
+
 def load_items(d: Path, subdirs: tuple[str, ...], limit: int | None = None) -> list[dict]:
     """Clips of a valset folder (`meta.jsonl` + one WAV per id in each sub-folder)."""
-    meta = [json.loads(s) for s in (d / "meta.jsonl").read_text().splitlines() if s.strip()]
     items = []
-    for m in meta[:limit] if limit else meta:
+    for m in load_meta(d, limit):
         item = dict(m)
         for s in subdirs:
             x, r = sf.read(str(d / s / f"{m['id']}.wav"), dtype="float32")

@@ -24,7 +24,7 @@ from ..train.runstate import model_tensors
 from . import ours, tasks
 from .run import valset
 from .tables import COLUMNS, md_table
-from .voices import by_voice_source, clip_voice_sources
+from .voices import clip_voice_sources, voice_table
 
 COLUMNS.setdefault("params", ("params", 0))
 COLUMNS.setdefault("mmacs", ("MMAC/s", 2))
@@ -138,7 +138,7 @@ def evaluate(runs: dict[str, Path], which: str, corpus: Path, limit: int | None,
                    mmacs=None if macs is None else macs / 1e6, run=str(runs[name]))
         rows.append(row)
     return {"task": task, "n": len(items), "which": which, "rows": rows,
-            "voices": clip_voice_sources(items, corpus)}
+            "voices": clip_voice_sources([it.get("speaker") for it in items], corpus)}
 
 
 def metric_columns(task: str) -> list[str]:
@@ -181,12 +181,9 @@ def to_markdown(res: dict) -> str:
     if diffs:
         md += "\n" + md_table(diffs, mets + ["clips"], title="Paired differences to the first run: mean ± standard "
                                                         "error over the same clips")
-    voices = by_voice_source(res, mets[0])
-    if voices:
-        kinds = [k for k in voices[0] if k != "system"]
-        md += "\n" + md_table(voices, kinds, title=f"{COLUMNS.get(mets[0], (mets[0], 2))[0]} by speech source of "
-                                                  "the clip (then each run minus the first, paired)")
-    return md
+    voices = voice_table(res, f"{COLUMNS.get(mets[0], (mets[0], 2))[0]} by speech source of the clip (then "
+                              "each run minus the first, paired)", mets[0])
+    return md + ("\n" + voices if voices else "")
 
 
 def main(argv=None) -> int:

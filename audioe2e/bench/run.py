@@ -25,7 +25,7 @@ from pathlib import Path
 from ..report import ScriptArgumentParser
 from . import tasks
 from .tables import COLUMNS, md_table
-from .voices import by_voice_source, clip_voice_sources
+from .voices import clip_voice_sources, voice_table
 
 SECTIONS = ("enhance", "levels", "separate", "separate-levels", "codec", "speed")
 
@@ -61,12 +61,10 @@ def _enhance_md(res: dict) -> str:
             r.pop(c, None)
     ok = [r["system"] for r in res["rows"] if r.get("status", "ok") == "ok"]
     base = "RNNoise (pyrnnoise)" if "RNNoise (pyrnnoise)" in ok else (ok[0] if ok else None)
-    voices = by_voice_source(res, "pesq_wb", base=base, diff=[s for s in ok if s.startswith("audioe2e")])
-    if voices:
-        out += "\n" + md_table(voices, [k for k in voices[0] if k != "system"],
-                               title=f"1d. Enhancement: PESQ-WB by speech source of the clip; audioe2e minus "
-                                     f"{base}, paired per clip (mean ± standard error)")
-    return out
+    voices = voice_table(res, f"1d. Enhancement: PESQ-WB by speech source of the clip; audioe2e minus {base}, "
+                              "paired per clip (mean ± standard error)", "pesq_wb", base,
+                         [s for s in ok if s.startswith("audioe2e")])
+    return out + ("\n" + voices if voices else "")
 
 
 def _levels_md(res: dict, keys=(("pesq_wb", "PESQ-WB"), ("si_sdri", "SI-SDRi (dB)")),
@@ -152,9 +150,8 @@ def main(argv=None) -> int:
         ts = time.perf_counter()
         try:
             if s == "enhance":
-                vdir = valset(vroot, a.corpus, "enhance")
-                res[s] = tasks.enhance(vdir, a.limit, a.dnsmos, log, a.jobs, only)
-                res[s]["voices"] = clip_voice_sources(tasks.load_meta(vdir, a.limit), a.corpus)
+                res[s] = tasks.enhance(valset(vroot, a.corpus, "enhance"), a.limit, a.dnsmos, log, a.jobs, only)
+                res[s]["voices"] = clip_voice_sources(res[s]["speakers"], a.corpus)
                 md.append(_enhance_md(res[s]))
             elif s == "levels":
                 res[s] = tasks.levels(valset(vroot, a.corpus, "enhance"), a.limit, log, a.jobs)

@@ -23,16 +23,11 @@ from . import ours, peers
 RATE = 16000
 
 
-def load_meta(d: Path, limit: int | None = None) -> list[dict]:
-    """The clip records of a valset folder's `meta.jsonl` (id, speaker, SNR, ...), in order."""
-    meta = [json.loads(s) for s in (d / "meta.jsonl").read_text().splitlines() if s.strip()]
-    return meta[:limit] if limit else meta
-
-
 def load_items(d: Path, subdirs: tuple[str, ...], limit: int | None = None) -> list[dict]:
     """Clips of a valset folder (`meta.jsonl` + one WAV per id in each sub-folder)."""
+    meta = [json.loads(s) for s in (d / "meta.jsonl").read_text().splitlines() if s.strip()]
     items = []
-    for m in load_meta(d, limit):
+    for m in meta[:limit] if limit else meta:
         item = dict(m)
         for s in subdirs:
             x, r = sf.read(str(d / s / f"{m['id']}.wav"), dtype="float32")
@@ -152,7 +147,8 @@ def enhance(d: Path, limit=None, dnsmos=False, log=print, jobs=1, dnsmos_only: t
         if r["status"] == "ok":
             r["si_sdri_by_snr"] = {f"{s:g}": M.mean_of([c for c in r["clips"] if c["snr_db"] == s],
                                                      ["si_sdri"])["si_sdri"] for s in snrs}
-    return {"n": len(items), "metrics": mets, "snrs": snrs, "rows": rows}
+    return {"n": len(items), "metrics": mets, "snrs": snrs, "rows": rows,
+            "speakers": [it.get("speaker") for it in items]}
 
 
 # ----------------------------------------------------------------------------- input level

@@ -7,25 +7,24 @@ voices are best guessed from the real ones, so `bench.run` and `bench.ablation` 
 """
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from pathlib import Path
 
+from ..corpus.manifest import read_manifest
+from .tables import md_table
 
-def clip_voice_sources(items: list[dict], corpus: Path) -> list[str | None]:
+
+def clip_voice_sources(speakers: list[str | None], corpus: Path) -> list[str | None]:
     """Each clip's speech source (the corpus manifest's `source` of its speaker), or None
     (no manifest, or a speaker it does not list)."""
-    man = corpus / "manifest.jsonl"
-    if not man.is_file():
-        return [None] * len(items)
+    if not (Path(corpus) / "manifest.jsonl").is_file():
+        return [None] * len(speakers)
     source = {}
-    for line in man.read_text().splitlines():
-        if line.strip():
-            r = json.loads(line)
-            if r.get("kind") == "speech" and r.get("speaker") is not None:
-                source.setdefault(r["speaker"], r.get("source"))
-    return [source.get(it.get("speaker")) for it in items]
+    for r in read_manifest(corpus):
+        if r.get("kind") == "speech" and r.get("speaker") is not None:
+            source.setdefault(r["speaker"], r.get("source"))
+    return [source.get(s) for s in speakers]
 
 
 def by_voice_source(res: dict, metric: str = "pesq_wb", base: str | None = None,
@@ -61,3 +60,10 @@ def by_voice_source(res: dict, metric: str = "pesq_wb", base: str | None = None,
         rows.append(row)
     counts = {"system": "clips"} | {k: str(sum(v == k for v in voices)) for k in kinds}
     return rows + [counts]
+
+
+def voice_table(res: dict, title: str, metric: str = "pesq_wb", base: str | None = None,
+                diff: list[str] | None = None) -> str:
+    """`by_voice_source` as a markdown table under `title`; "" when no clip has a source."""
+    rows = by_voice_source(res, metric, base, diff)
+    return md_table(rows, [k for k in rows[0] if k != "system"], title=title) if rows else ""

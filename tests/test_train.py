@@ -750,6 +750,38 @@ def test_a_run_keeps_its_speed_range_and_notes_a_change(corpus, tmp_path):
         "speed perturbation 0.8…1.25 from step 0", "speed perturbation 0.8…1.25 -> 0.9…1.1 from step 2"]
 
 
+def test_source_balance_stops_many_short_voices_outweighing_a_few_long_ones():
+    """`--balance source`: a generator's 100 short voices get their source's sqrt-duration
+    share, not 100 speakers' worth; within a source, speakers stay ∝ sqrt(duration)."""
+    from audioe2e.train.data import speaker_weights
+
+    dur = np.array([100.0] * 100 + [3600.0, 900.0])  # 100 synthetic voices of 100 s; two real people
+    src = ["tts"] * 100 + ["real"] * 2
+    by_speaker = speaker_weights(dur, src, "speaker")
+    assert by_speaker[:100].sum() > 0.8  # the synthetic voices dominate
+    by_source = speaker_weights(dur, src, "source")
+    assert by_source.sum() == pytest.approx(1.0)
+    assert by_source[:100].sum() == pytest.approx(100 / (100 + np.sqrt(4500)))  # sqrt(10,000 s) vs sqrt(4,500 s)
+    assert by_source[100] / by_source[101] == pytest.approx(2.0)  # sqrt(3600 / 900)
+    assert np.allclose(speaker_weights(dur, ["one"] * 102, "source"), by_speaker)  # one source: no change
+    with pytest.raises(ValueError, match="balance must be one of"):
+        speaker_weights(dur, src, "gender")
+
+
+def test_a_run_keeps_its_speaker_balance_and_notes_a_change(corpus, tmp_path):
+    """`--balance` is saved with the run; a plain resume keeps it; a change is noted once."""
+    recipe = get_recipe("enhancer-tiny")
+    kw = dict(batch=2, seconds=0.5, val_every=1000, log_every=1)
+    run = tmp_path / "r"
+    train(recipe, corpus, run, steps=1, **kw)
+    assert load_weights(run / "last.safetensors")[2]["balance"] == "speaker"
+    train(recipe, corpus, run, steps=2, resume=True, balance="source", **kw)
+    train(recipe, corpus, run, steps=3, resume=True, **kw)
+    assert load_weights(run / "last.safetensors")[2]["balance"] == "source"
+    notes = [json.loads(l).get("note", "") for l in (run / "log.jsonl").read_text().splitlines()]
+    assert [n for n in notes if n.startswith("speakers drawn")] == ["speakers drawn by source (was speaker) from step 1"]
+
+
 def test_a_resumed_run_keeps_its_batch_and_segment_length(corpus, tmp_path):
     """A plain --resume trains on what the run was saved with, not the recipe's defaults; a new
     segment length is noted once."""
@@ -816,6 +848,11 @@ def test_train_cli_rejects_a_bad_speed_or_level_range(tmp_path):
                            capture_output=True, text=True, timeout=120)
         assert p.returncode == 2 and p.stderr.strip() == f"error: --ema must be a decay between 0 and 1, got {float(bad):g}"
         assert not (tmp_path / "run").exists()
+    p = subprocess.run([sys.executable, "-m", "audioe2e", "train", "run", "enhancer-tiny", "--corpus",
+                        str(tmp_path / "corpus"), "--run", str(tmp_path / "run"), "--balance", "gender"],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and p.stderr.strip() == "error: --balance must be 'speaker' or 'source', got 'gender'"
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_second_validation_draw_is_its_own_corpus_folder(corpus, tmp_path):

@@ -42,6 +42,10 @@ def run_cmd(
                                         "or what a resumed run was saved with); e.g. 0.8,1.25 for more voices"),
     levels: Optional[str] = typer.Option(None, help="training mixture levels LOW,HIGH in dBFS RMS (default: the "
                                          "recipe's, mostly -60,-5), e.g. -35,-10 to match an older run"),
+    balance: Optional[str] = typer.Option(None, help="how training speakers are drawn: 'speaker' (each ∝ sqrt of "
+                                          "its audio; the default) or 'source' (each source ∝ sqrt of its audio "
+                                          "first, so many synthetic voices do not outweigh a few real ones); a "
+                                          "resumed run keeps its own unless given"),
 ):
     """Train (or continue) a recipe. Under `torchrun --nproc_per_node N` it runs DDP."""
     import torch
@@ -60,6 +64,9 @@ def run_cmd(
     if val_every < 0 or workers < 0 or (minutes is not None and minutes <= 0):
         typer.echo("error: --val-every and --workers must be 0 or more, --minutes more than 0", err=True)
         raise typer.Exit(2)
+    if balance is not None and balance not in ("speaker", "source"):
+        typer.echo(f"error: --balance must be 'speaker' or 'source', got {balance!r}", err=True)
+        raise typer.Exit(2)
     if warmup < 0:
         typer.echo(f"error: --warmup must be 0 or more steps, got {warmup}", err=True)
         raise typer.Exit(2)
@@ -76,7 +83,7 @@ def run_cmd(
                      ckpt_minutes=ckpt_minutes, val_every=val_every, batch=batch, seconds=seconds,
                      lr=lr, seed=seed, init_from=init_from, warmup=warmup, ema=ema, speed=speed_range,
                      level_db=level_range, workers=workers, minutes=minutes,
-                     anneal=anneal)
+                     anneal=anneal, balance=balance)
     except (TrainSetupError, WeightsFileError, FileNotFoundError, FileExistsError) as e:  # bad --init-from / --run, no pesq
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2)

@@ -24,16 +24,43 @@ class Utterance:
     speaker: str | None
 
 
-class Corpus:
-    """Speech grouped by speaker and noise clips of one split, held in memory as int16."""
+BALANCES = ("speaker", "source")
 
-    def __init__(self, root: str | Path, split: str, max_files: int | None = None):
+
+def speaker_weights(durations: np.ndarray, sources: list[str], balance: str = "speaker") -> np.ndarray:
+    """How often each speaker is drawn, from its seconds of audio and its source.
+
+    "speaker": ∝ sqrt(duration), so big voices don't drown the rare ones. But a source with
+    many short voices then dominates: espeak-ng's ~90 synthetic voices get more examples than
+    all the real people together. "source": each source ∝ sqrt(its total duration), and within
+    it each speaker ∝ sqrt(duration), so the share of a kind of voice does not grow with how
+    many voices a generator can make."""
+    root = np.sqrt(np.asarray(durations, float))
+    if balance == "speaker":
+        return root / root.sum()
+    if balance != "source":
+        raise ValueError(f"balance must be one of {BALANCES}, got {balance!r}")
+    src = np.array(sources)
+    p = np.zeros_like(root)
+    for s in sorted(set(sources)):
+        m = src == s
+        p[m] = np.sqrt(np.asarray(durations, float)[m].sum()) * root[m] / root[m].sum()
+    return p / p.sum()
+
+
+class Corpus:
+    """Speech grouped by speaker and noise clips of one split, held in memory as int16;
+    `balance` sets how speakers are drawn (see `speaker_weights`)."""
+
+    def __init__(self, root: str | Path, split: str, max_files: int | None = None,
+                 balance: str = "speaker"):
         self.root = Path(root)
         rows = [r for r in read_manifest(self.root) if r["split"] == split]
         if max_files:
             rows = rows[:max_files]
         self.speakers: dict[str, list[np.ndarray]] = {}
         self.gender: dict[str, str | None] = {}
+        self.source: dict[str, str] = {}  # a speaker in two sources (Allison: en + es) keeps the first
         self.noise: list[np.ndarray] = []
         for r in rows:
             audio, rate = sf.read(self.root / r["path"], dtype="int16", always_2d=True)
@@ -43,14 +70,14 @@ class Corpus:
             if r["kind"] == "speech":
                 self.speakers.setdefault(r["speaker"], []).append(audio)
                 self.gender[r["speaker"]] = r.get("gender")
+                self.source.setdefault(r["speaker"], r.get("source", ""))
             else:
                 self.noise.append(audio)
         if len(self.speakers) < 2:
             raise ValueError(f"split '{split}' of {root} has {len(self.speakers)} speakers; need ≥ 2")
         self.speaker_ids = sorted(self.speakers)
         dur = np.array([sum(len(a) for a in self.speakers[s]) for s in self.speaker_ids], float)
-        # Sample speakers ∝ sqrt(duration): big voices don't drown the rare ones.
-        self.speaker_p = np.sqrt(dur) / np.sqrt(dur).sum()
+        self.speaker_p = speaker_weights(dur, [self.source[s] for s in self.speaker_ids], balance)
 
     def hours(self) -> float:
         return sum(len(a) for v in self.speakers.values() for a in v) / RATE / 3600

@@ -19,7 +19,7 @@ import torch
 from ..checkpoint import load_weights
 from ..registry import build_model
 from .recipes import Recipe, loss_for
-from .runstate import RunWriter, fresh, model_tensors, restore, speed_note
+from .runstate import RunWriter, balance_note, fresh, model_tensors, restore, speed_note
 
 
 def _dist():
@@ -328,7 +328,8 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
           batch: int | None = None, seconds: float | None = None, lr: float | None = None, seed: int = 0,
           init_from: Path | None = None, warmup: int = 0, ema: float | None = None,
           speed: tuple[float, float] | None = None, level_db: tuple[float, float] | None = None,
-          workers: int = 0, minutes: float | None = None, anneal: bool = False):
+          workers: int = 0, minutes: float | None = None, anneal: bool = False,
+          balance: str | None = None):
     """Train `recipe` to `steps` steps in `run` (see the CLI for the options).
 
     `warmup` ramps the learning rate from ~0 to its value over steps 0..warmup−1. Why: Adam's
@@ -351,6 +352,9 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
 
     `speed` (low, high) is the speed-perturbation range (data.SPEED when not given; a resumed
     run keeps the range it was saved with unless a new one is given).
+
+    `balance` ("speaker" or "source", see data.speaker_weights) is how training speakers are
+    drawn; a resumed run keeps what it was saved with unless given.
 
     `workers` > 0 makes the batches in that many forked processes ahead of the step (for a
     GPU, where one process cannot mix audio as fast as the step runs; same batches either
@@ -396,7 +400,9 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
     net = _training_net(model, recipe, world)
     run_speed = tuple(speed) if speed else (state.saved_speed or SPEED)
     notes.speed = speed_note(state.saved_speed, run_speed, state.step)
-    mixer = Mixer(Corpus(corpus, "train"), state.seconds, level_db=run_level, speed=run_speed,
+    run_balance = balance or state.saved_balance or "speaker"
+    notes.balance = balance_note(state.saved_balance, run_balance, state.step)
+    mixer = Mixer(Corpus(corpus, "train", balance=run_balance), state.seconds, level_db=run_level, speed=run_speed,
                   clean_share=recipe.clean_share)
     val = load_valset(corpus, recipe.task) if rank == 0 and val_every > 0 else None
     val_id = valset_id(corpus, recipe.task)
@@ -408,7 +414,7 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
     if rank == 0:
         log_lines, notes.stopped = _log_at_checkpoint(run / "log.jsonl", state.meta)
         writer = RunWriter(run, state, log_lines, recipe=recipe, model=model, opt=opt, world=world,
-                           val_id=val_id, level_db=run_level, speed=run_speed, average=average, adv=adv)
+                           val_id=val_id, level_db=run_level, speed=run_speed, average=average, adv=adv, balance=run_balance)
         for note in notes.in_order():
             writer.note(note)
     last_ckpt = started = time.time()

@@ -80,6 +80,11 @@ class RunState:
         return None if self.meta is None else tuple(self.meta.get("speed", SPEED))  # runs before the field: the old default
 
     @property
+    def saved_balance(self) -> str | None:
+        """How the run drew speakers when saved (None: a fresh run; runs before the field: "speaker")."""
+        return None if self.meta is None else self.meta.get("balance", "speaker")
+
+    @property
     def saved_ema(self) -> float:
         """The decay of the moving average the run was saved with (0: none)."""
         return 0.0 if self.meta is None else self.meta.get("ema", 0.0)
@@ -97,6 +102,7 @@ class Notes:
     loss: str | None = None
     level: str | None = None  # training mixture levels
     speed: str | None = None
+    balance: str | None = None  # how speakers are drawn (data.speaker_weights)
     seconds: str | None = None  # training segment length
     world: str | None = None  # effective batch (processes x batch)
     adv: str | None = None  # the critic: new, or new options
@@ -201,6 +207,13 @@ def speed_note(saved: tuple | None, now: tuple, step: int) -> str | None:
     return None
 
 
+def balance_note(saved: str | None, now: str, step: int) -> str | None:
+    """The note for a change in how speakers are drawn, or a fresh run off the default."""
+    if (saved or "speaker") != now:
+        return f"speakers drawn by {now} (was {saved or 'speaker'}) from step {step}"
+    return None
+
+
 class RunWriter:
     """Rank 0's files in the run folder: `log.jsonl` (each record also printed), the checkpoint
     `last.safetensors` that --resume continues from, and `best.safetensors`. It counts the log's
@@ -208,8 +221,9 @@ class RunWriter:
     what a stopped run logged after its last checkpoint (see loop._log_at_checkpoint)."""
 
     def __init__(self, run: Path, state: RunState, log_lines: int, *, recipe, model, opt, world: int,
-                 val_id: str, level_db: tuple, speed: tuple, average, adv):
+                 val_id: str, level_db: tuple, speed: tuple, average, adv, balance: str = "speaker"):
         self.run, self.state, self.log_lines = run, state, log_lines
+        self.balance = balance
         self.recipe, self.model, self.opt, self.average, self.adv = recipe, model, opt, average, adv
         self.world, self.val_id, self.level_db, self.speed = world, val_id, level_db, speed
         self.log = open(run / "log.jsonl", "a")
@@ -236,7 +250,8 @@ class RunWriter:
         meta = {"step": state.step, "elapsed": state.elapsed, "best": state.best, "optim": scalars,
                 "recipe": recipe.name, "batch": state.batch, "seconds": state.seconds, "world": self.world,
                 "val_id": self.val_id, "lr_base": state.base_lr, "loss": recipe.extra,
-                "level_db": list(self.level_db), "speed": list(self.speed), "log_lines": self.log_lines}
+                "level_db": list(self.level_db), "speed": list(self.speed), "balance": self.balance,
+                "log_lines": self.log_lines}
         if self.average is not None:
             tensors.update(self.average.state_tensors())
             meta["ema"] = self.average.decay

@@ -780,6 +780,9 @@ def test_a_run_keeps_its_speaker_balance_and_notes_a_change(corpus, tmp_path):
     assert load_weights(run / "last.safetensors")[2]["balance"] == "source"
     notes = [json.loads(l).get("note", "") for l in (run / "log.jsonl").read_text().splitlines()]
     assert [n for n in notes if n.startswith("speakers drawn")] == ["speakers drawn by source (was speaker) from step 1"]
+    train(recipe, corpus, tmp_path / "fresh", steps=1, balance="source", **kw)
+    notes = [json.loads(l).get("note", "") for l in (tmp_path / "fresh" / "log.jsonl").read_text().splitlines()]
+    assert [n for n in notes if n.startswith("speakers drawn")] == ["speakers drawn by source from step 0"]
 
 
 def test_a_resumed_run_keeps_its_batch_and_segment_length(corpus, tmp_path):

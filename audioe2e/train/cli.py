@@ -52,6 +52,7 @@ def run_cmd(
 
     from ..checkpoint import WeightsFileError
     from .loop import TrainSetupError, train
+    from .data import BALANCES
     from .recipes import get_recipe
 
     if threads:
@@ -64,7 +65,7 @@ def run_cmd(
     if val_every < 0 or workers < 0 or (minutes is not None and minutes <= 0):
         typer.echo("error: --val-every and --workers must be 0 or more, --minutes more than 0", err=True)
         raise typer.Exit(2)
-    if balance is not None and balance not in ("speaker", "source"):
+    if balance is not None and balance not in BALANCES:
         typer.echo(f"error: --balance must be 'speaker' or 'source', got {balance!r}", err=True)
         raise typer.Exit(2)
     if warmup < 0:

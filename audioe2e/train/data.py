@@ -32,7 +32,7 @@ def speaker_weights(durations: np.ndarray, sources: list[str], balance: str = "s
 
     "speaker": ∝ sqrt(duration), so big voices don't drown the rare ones. But a source with
     many short voices then dominates: espeak-ng's ~90 synthetic voices get more examples than
-    all the real people together. "source": each source ∝ sqrt(its total duration), and within
+    all the recorded sentences of real people together. "source": each source ∝ sqrt(its total duration), and within
     it each speaker ∝ sqrt(duration), so the share of a kind of voice does not grow with how
     many voices a generator can make."""
     root = np.sqrt(np.asarray(durations, float))

@@ -234,3 +234,18 @@ def test_pack_keeps_every_speaker_a_little_of_each_and_trains(tmp_path):
     with pytest.raises(ValueError, match="no 'test' split"):
         pack_corpus(root, tmp_path / "q", "test")
     assert not any(p.name.startswith("q") for p in tmp_path.iterdir())
+
+
+def test_corpus_commands_refuse_a_missing_folder_in_one_line(tmp_path):
+    """`corpus summary` without a manifest and `corpus build --speech` with a folder that does
+    not exist: one line on stderr, exit 2, nothing written."""
+    import subprocess
+    import sys
+    for args, msg in ((["summary", "--out", str(tmp_path / "none")],
+                       f"error: no manifest in {tmp_path / 'none'}; run `audioe2e corpus build` first"),
+                      (["build", "--out", str(tmp_path / "c"), "--speech", str(tmp_path / "nope")],
+                       f"error: --speech/--noise: not a folder: {tmp_path / 'nope'}")):
+        p = subprocess.run([sys.executable, "-m", "audioe2e", "corpus", *args], capture_output=True, text=True,
+                           timeout=120)
+        assert p.returncode == 2 and p.stderr.strip() == msg, p.stderr
+    assert not (tmp_path / "c").exists()

@@ -60,7 +60,7 @@ def _enhance_md(res: dict) -> str:
         for c in snr_cols:
             r.pop(c, None)
     ok = [r["system"] for r in res["rows"] if r.get("status", "ok") == "ok"]
-    base = "RNNoise (pyrnnoise)" if "RNNoise (pyrnnoise)" in ok else (ok[0] if ok else None)
+    base = tasks.RNNOISE if tasks.RNNOISE in ok else (ok[0] if ok else None)
     voices = voice_table(res, f"1d. Enhancement: PESQ-WB by speech source of the clip; audioe2e minus {base}, "
                               "paired per clip (mean ± standard error)", "pesq_wb", base,
                          [s for s in ok if s.startswith("audioe2e")])

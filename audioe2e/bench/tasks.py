@@ -111,6 +111,9 @@ def eval_codec(it: dict, res: tuple) -> dict:
 
 
 # ----------------------------------------------------------------------------- enhancement
+RNNOISE = "RNNoise (pyrnnoise)"  # its row name; bench table 1d pairs audioe2e against it
+
+
 def _enhance_systems() -> list[tuple[str, Callable]]:
     """The unprocessed input, our two enhancers and RNNoise: the rows of every enhancement table."""
     from ..registry import default_atten_lim_db
@@ -122,7 +125,7 @@ def _enhance_systems() -> list[tuple[str, Callable]]:
         ("noisy input (no processing)", _peer(lambda it: it["input"])),
         (label("enhancer-tiny"), _model("enhancer-tiny", ours.enhance)),
         (label("enhancer"), _model("enhancer", ours.enhance)),
-        ("RNNoise (pyrnnoise)", _peer(lambda it: peers.rnnoise(it["input"], RATE))),
+        (RNNOISE, _peer(lambda it: peers.rnnoise(it["input"], RATE))),
     ]
 
 

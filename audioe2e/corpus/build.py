@@ -10,7 +10,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable
 
 from . import audio
 from .manifest import build_manifest, load_json, load_state, meta_key, summarize, write_json_atomic

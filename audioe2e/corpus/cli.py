@@ -45,7 +45,8 @@ def build(
     from .build import build_corpus
     for d in (speech or []) + (noise or []):
         if not d.is_dir():
-            raise typer.BadParameter(f"not a folder: {d}")
+            typer.echo(f"error: --speech/--noise: not a folder: {d}", err=True)
+            raise typer.Exit(2)
     summary = build_corpus(out, speech or (), noise or (), install=install, kokoro_minutes=kokoro_minutes,
                            kokoro_extra_minutes=kokoro_extra_minutes,
                            espeak_minutes=espeak_minutes, flite_minutes=flite_minutes, seed=seed, debian=debian)
@@ -59,11 +60,11 @@ def build(
 def summary(out: Path = typer.Option(Path("corpus"), "--out", "-o", help="Corpus folder."),
             as_json: bool = typer.Option(False, "--json")) -> None:
     """Print the summary of an existing corpus (from OUT/manifest.jsonl)."""
-    from .manifest import summarize
-    man = out / "manifest.jsonl"
-    if not man.is_file():
-        raise typer.BadParameter(f"no manifest in {out}; run `corpus build` first")
-    s = summarize([json.loads(l) for l in man.read_text().splitlines() if l.strip()])
+    from .manifest import read_manifest, summarize
+    if not (out / "manifest.jsonl").is_file():
+        typer.echo(f"error: no manifest in {out}; run `audioe2e corpus build` first", err=True)
+        raise typer.Exit(2)
+    s = summarize(read_manifest(out))
     print(json.dumps(s, indent=1)) if as_json else print_summary(s)
 
 

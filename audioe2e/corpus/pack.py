@@ -18,6 +18,7 @@ import numpy as np
 import soundfile as sf
 
 from .audio import RATE
+from .manifest import read_manifest
 
 
 def pack_corpus(corpus: Path, out: Path, split: str = "train", speaker_seconds: float = 20.0,
@@ -30,8 +31,7 @@ def pack_corpus(corpus: Path, out: Path, split: str = "train", speaker_seconds: 
         raise FileNotFoundError(f"{manifest} not found (build it with `audioe2e corpus build`)")
     if out.exists():
         raise FileExistsError(f"{out} already exists")
-    rows = [json.loads(l) for l in manifest.read_text().splitlines() if l.strip()]
-    rows = [r for r in rows if r["split"] == split]
+    rows = [r for r in read_manifest(corpus) if r["split"] == split]
     if not rows:
         raise ValueError(f"{corpus} has no '{split}' split")
     rng = np.random.default_rng(seed)

@@ -7,13 +7,11 @@ the fillets-ng English voices are deliberately excluded (reserved for independen
 """
 from __future__ import annotations
 
-import glob
 import hashlib
 import os
 import re
 import shutil
 import subprocess
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path

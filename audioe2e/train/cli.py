@@ -51,8 +51,8 @@ def run_cmd(
     import torch
 
     from ..checkpoint import WeightsFileError
-    from .loop import TrainSetupError, train
     from .data import BALANCES
+    from .loop import TrainSetupError, train
     from .recipes import get_recipe
 
     if threads:
@@ -66,7 +66,7 @@ def run_cmd(
         typer.echo("error: --val-every and --workers must be 0 or more, --minutes more than 0", err=True)
         raise typer.Exit(2)
     if balance is not None and balance not in BALANCES:
-        typer.echo(f"error: --balance must be 'speaker' or 'source', got {balance!r}", err=True)
+        typer.echo(f"error: --balance must be {' or '.join(map(repr, BALANCES))}, got {balance!r}", err=True)
         raise typer.Exit(2)
     if warmup < 0:
         typer.echo(f"error: --warmup must be 0 or more steps, got {warmup}", err=True)

@@ -32,19 +32,20 @@ def speaker_weights(durations: np.ndarray, sources: list[str], balance: str = "s
 
     "speaker": ∝ sqrt(duration), so big voices don't drown the rare ones. But a source with
     many short voices then dominates: espeak-ng's ~90 synthetic voices get more examples than
-    all the recorded sentences of real people together. "source": each source ∝ sqrt(its total duration), and within
-    it each speaker ∝ sqrt(duration), so the share of a kind of voice does not grow with how
-    many voices a generator can make."""
-    root = np.sqrt(np.asarray(durations, float))
+    all the recorded sentences of real people together. "source": each source ∝ sqrt(its
+    total duration), and within it each speaker ∝ sqrt(duration), so the share of a kind of
+    voice does not grow with how many voices a generator can make."""
+    dur = np.asarray(durations, float)
+    root = np.sqrt(dur)
     if balance == "speaker":
         return root / root.sum()
     if balance != "source":
         raise ValueError(f"balance must be one of {BALANCES}, got {balance!r}")
     src = np.array(sources)
     p = np.zeros_like(root)
-    for s in sorted(set(sources)):
+    for s in set(sources):
         m = src == s
-        p[m] = np.sqrt(np.asarray(durations, float)[m].sum()) * root[m] / root[m].sum()
+        p[m] = np.sqrt(dur[m].sum()) * root[m] / root[m].sum()
     return p / p.sum()
 
 

@@ -224,8 +224,7 @@ class RunWriter:
 
     def __init__(self, run: Path, state: RunState, log_lines: int, *, recipe, model, opt, world: int,
                  val_id: str, level_db: tuple, speed: tuple, average, adv, balance: str = "speaker"):
-        self.run, self.state, self.log_lines = run, state, log_lines
-        self.balance = balance
+        self.run, self.state, self.log_lines, self.balance = run, state, log_lines, balance
         self.recipe, self.model, self.opt, self.average, self.adv = recipe, model, opt, average, adv
         self.world, self.val_id, self.level_db, self.speed = world, val_id, level_db, speed
         self.log = open(run / "log.jsonl", "a")

@@ -157,12 +157,15 @@ def encode(inputs: Inputs, output: Output = None,
 @app.command()
 def decode(inputs: Inputs, output: Output = None,
            conceal: Annotated[bool, typer.Option(help="Carry on past damaged packets.")] = False,
+           postfilter: Annotated[bool, typer.Option(
+               help="Pitch postfilter on the decoded speech: a comb at the voice's period that "
+                    "brings back harmonics the codec smears (causal, no delay).")] = True,
            force: Force = False, skip_existing: Skip = False, template: Template = None,
            subtype: Subtype = None, clip: Clip = "clamp", device: Device = "auto",
            threads: Threads = None, quiet: Quiet = False, json_out: Json = False):
     """Decode `.ae2` to WAV at the original rate, channels and exact length."""
     from .codecapi import run_decode
-    _batch("decode", run_decode, inputs, output, quiet, json_out, conceal=conceal, force=force,
+    _batch("decode", run_decode, inputs, output, quiet, json_out, conceal=conceal, postfilter=postfilter, force=force,
            skip_existing=skip_existing, template=template, subtype=subtype, clip=clip,
            device=device, threads=threads)
 

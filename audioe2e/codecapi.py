@@ -15,8 +15,8 @@ the rest spread over the speech; the file is `.ae2` version 2 (`bitstream.stages
 
 Codec contract: `sample_rate`, `hop`, `codebook_size`, `n_q` (most stages), `bitrate_to_nq(kbps)`,
 `priors(n_q) -> list[StaticPrior] | None`, `make_encoder(n_q, device)` (feed `[1, T]` ->
-`[n_q, F]` int codes), `make_decoder(n_q, device)` (feed `[n_q, F]` -> `[1, T']`, aligned with
-the encoder input; negative codes add nothing), `model_name`, `weights_sha256`; optional
+`[n_q, F]` int codes), `make_decoder(n_q, device, postfilter)` (feed `[n_q, F]` -> `[1, T']`,
+aligned with the encoder input; negative codes add nothing), `model_name`, `weights_sha256`; optional
 `speech_frames(codes [n_q, F], silence [n_q, 1]) -> bool [F]` (`silence`: `silence_codes`;
 without it variable bitrate treats every frame as speech).
 """
@@ -201,7 +201,7 @@ class Concealer:
 
 def decode_stream(inp: Input, dest: str, codec, device: str, *, conceal: bool = False,
                   subtype: Optional[str] = None, clip: str = "clamp", progress: bool = False,
-                  quality: str = "HQ") -> dict:
+                  quality: str = "HQ", postfilter: bool = True) -> dict:
     import torch
 
     from .bitstream import Ae2Reader, BitstreamError
@@ -217,7 +217,7 @@ def decode_stream(inp: Input, dest: str, codec, device: str, *, conceal: bool = 
         rate, C, hop = h["orig_rate"], h["channels"], h["frame_size"]
         st = output_subtype(h.get("subtype", "PCM_16"), subtype)
         writer = stack.enter_context(AudioWriter(dest, rate, C, st, clip))
-        dec = codec.make_decoder(h["n_q"], device)
+        dec = codec.make_decoder(h["n_q"], device, postfilter=postfilter)
         down = Resampler(h["model_rate"], rate, 1, quality)
         # The true length arrives last: hold back enough for the last frame's padding.
         keep = ExactLength(1, holdback=math.ceil(2 * hop * rate / h["model_rate"]) + 64)
@@ -249,7 +249,7 @@ def decode_stream(inp: Input, dest: str, codec, device: str, *, conceal: bool = 
         write(keep.finish(n))
     return {"duration_s": n / rate, "clipped": writer.clipped, "sample_rate": rate,
             "channels": C, "subtype": st, "concealed": reader.concealed,
-            "truncated": reader.truncated}
+            "truncated": reader.truncated, "postfilter": postfilter}
 
 
 def run_encode(inputs: Sequence[str | Input], output: Optional[str] = None, codec=None, *,
@@ -288,13 +288,14 @@ def run_encode(inputs: Sequence[str | Input], output: Optional[str] = None, code
 def run_decode(inputs: Sequence[str | Input], output: Optional[str] = None, codec=None, *,
                conceal: bool = False, device: str = "cpu", threads: Optional[int] = None,
                subtype: Optional[str] = None, clip: str = "clamp", progress: bool = False,
-               **batch) -> list[FileReport]:
-    """Decode each `.ae2` input to WAV at its original rate, channels and exact length."""
+               postfilter: bool = True, **batch) -> list[FileReport]:
+    """Decode each `.ae2` input to WAV at its original rate, channels and exact length
+    (`postfilter`: the pitch postfilter on the decoded speech, `postfilter.py`)."""
     codec, device = _prepare(codec, "codec", device, threads)
 
     def process(inp, outs, mode):
         return decode_stream(inp, outs[0], codec, device, conceal=conceal, subtype=subtype,
-                             clip=clip, progress=progress)
+                             clip=clip, progress=progress, postfilter=postfilter)
     return stamp(run_batch("decode", inputs, output, process, exts=CODE_EXTS, **batch), codec, device)
 
 

@@ -174,7 +174,9 @@ def test_tiny_enhance_keeps_its_default_noise_floor_and_says_so(tmp_path):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (not in CI; run on a lent GPU machine)")
 def test_gpu_streams_match_the_cpu():
     """`--device cuda`: the codec's decoder (whose code lookup once stayed on the CPU and
-    failed, eighteenth session) and the separator give the CPU's output within float rounding."""
+    failed, eighteenth session) and the separator give the CPU's output within float rounding.
+    (The network alone: the postfilter after it runs on the CPU either way, and its choice of
+    period may flip on a rounding difference.)"""
     codec = get("codec")
     x = voiced(150.0, seconds=2.03)
     n_q = codec.bitrate_to_nq(3.0)
@@ -183,7 +185,7 @@ def test_gpu_streams_match_the_cpu():
     outs = []
     for device in ("cpu", "cuda"):
         codec.to(device)
-        dec = codec.make_decoder(n_q, device)
+        dec = codec.make_decoder(n_q, device, postfilter=False)
         outs.append(torch.cat([dec.feed(codes), dec.flush()], -1))
     codec.to("cpu")
     assert torch.allclose(outs[0], outs[1], atol=1e-3)

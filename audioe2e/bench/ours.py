@@ -59,7 +59,7 @@ def separate(model, x: np.ndarray) -> np.ndarray:
 
 def codec_roundtrips(codec, x: np.ndarray, modes) -> dict:
     """Encode `[T]` at the model rate once with every stage, then for each mode `(kbps, vbr)`
-    write an in-memory `.ae2` as `encode` does (entropy-coded with the model's priors, 2 s
+    or `(kbps, vbr, postfilter)` (default: with the postfilter, as `decode`) write an in-memory `.ae2` as `encode` does (entropy-coded with the model's priors, 2 s
     packets; `vbr`: stages per frame by `ratecontrol`, else the first n_q stages -- residual
     VQ codes do not depend on the stages after them, so this equals encoding at that n_q),
     read it back and decode. Returns {mode: (decoded [T], file bytes, header bytes, mean
@@ -75,7 +75,8 @@ def codec_roundtrips(codec, x: np.ndarray, modes) -> dict:
     fpp = frames_per_packet(codec, DEFAULT_PACKET_S)  # as `encode` writes them
     silence = silence_codes(codec, codec.n_q) if hasattr(codec, "speech_frames") else None
     out = {}
-    for kbps, vbr in modes:
+    for mode in modes:
+        kbps, vbr, post = (*mode, True)[:3]
         n_q = codec.n_q if vbr else int(codec.bitrate_to_nq(kbps))
         vbr_kbps = kbps if vbr else None
         buf = io.BytesIO()
@@ -86,9 +87,9 @@ def codec_roundtrips(codec, x: np.ndarray, modes) -> dict:
         buf.seek(0)
         reader = Ae2Reader(buf, lambda h: codec.priors(h["n_q"]))
         with torch.inference_mode():
-            dec = codec.make_decoder(n_q, "cpu")
+            dec = codec.make_decoder(n_q, "cpu", postfilter=post)
             ys = [dec.feed(torch.from_numpy(c)) for c in reader] + [dec.flush()]
         y = torch.cat([o.reshape(-1) for o in ys]).numpy()
-        out[(kbps, vbr)] = (np.pad(y, (0, max(0, len(x) - len(y))))[: len(x)].astype(np.float32),
+        out[mode] = (np.pad(y, (0, max(0, len(x) - len(y))))[: len(x)].astype(np.float32),
                             writer.bytes_written, writer.header_bytes, writer.packet_codes.mean_stages if vbr else float(n_q))
     return out

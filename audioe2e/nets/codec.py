@@ -208,14 +208,21 @@ class Codec(nn.Module):
         z = self.encoder(x.unsqueeze(1))
         return self.rvq.encode(z, n_q)[0]  # [n_q, F]  (x is [1, T])
 
-    def make_decoder(self, n_q: int, device="cpu"):
+    def make_decoder(self, n_q: int, device="cpu", postfilter: bool = True):
         """Streamer: codes [n_q, F] → samples [1, F·hop]. Codes become latents frame by frame
-        (stateless lookup); the decoder runs over latents with a zero-latent start."""
+        (stateless lookup); the decoder runs over latents with a zero-latent start. With
+        `postfilter` (what `decode` does unless told not to) its output goes through the
+        pitch postfilter (`postfilter.py`: causal, no delay); training and validation score
+        the network alone."""
         from ..streaming import ContextStreamer
         dev = torch.device(device)
         inner = ContextStreamer(lambda z: self.decoder(z.to(dev)).squeeze(1).cpu(),
                                 unit_in=1, unit_out=self.hop, context=self.context)
-        return _DropHead(_CodesToLatents(self, inner, n_q, dev), self.delay)
+        dec = _DropHead(_CodesToLatents(self, inner, n_q, dev), self.delay)
+        if postfilter:
+            from ..postfilter import PitchPostfilter
+            dec = _PostFiltered(dec, PitchPostfilter(self.sample_rate))
+        return dec
 
 
 def _cat(parts: list) -> torch.Tensor:
@@ -256,6 +263,27 @@ class _DropHead:
 
     def flush(self) -> torch.Tensor:
         return self._cut(self.inner.flush())
+
+
+class _PostFiltered:
+    """Decoder streamer whose samples go through a streaming postfilter. The postfilter works
+    in 10 ms hops and holds back a partial one; the decoder emits whole 20 ms frames on the same
+    grid (its first, after the dropped delay, is 10 ms), so nothing waits and the latency stays."""
+
+    def __init__(self, inner, post):
+        self.inner, self.post, self.latency = inner, post, inner.latency
+
+    def _apply(self, y: torch.Tensor, last: bool = False) -> torch.Tensor:
+        z = self.post.feed(y.reshape(-1).numpy()) if y.numel() else np.zeros(0, np.float32)
+        if last:
+            z = np.concatenate([z, self.post.flush()])
+        return torch.from_numpy(z).reshape(1, -1)
+
+    def feed(self, codes: torch.Tensor) -> torch.Tensor:
+        return self._apply(self.inner.feed(codes))
+
+    def flush(self) -> torch.Tensor:
+        return self._apply(self.inner.flush(), last=True)
 
 
 class _CodesToLatents:

@@ -196,3 +196,24 @@ def test_gpu_streams_match_the_cpu():
         gpu = sep.to("cuda")(mix.to("cuda")).cpu()
     sep.to("cpu")
     assert torch.allclose(cpu, gpu, atol=1e-3)
+
+
+def test_codec_decode_postfilters_unless_told_not_to(tmp_path):
+    """`decode` ends with the pitch postfilter (report: postfilter true); `--no-postfilter`
+    gives the network's own output; both keep the length, and the first is the second with
+    the postfilter applied (16 kHz float output, so no resampling or rounding between)."""
+    import soundfile as sf
+
+    from audioe2e.codecapi import run_decode, run_encode
+    from audioe2e.postfilter import postfilter
+    codec = get("codec")
+    x = voiced(150.0, seconds=2.0).numpy()
+    sf.write(tmp_path / "x.wav", x, RATE, subtype="FLOAT")
+    assert run_encode([str(tmp_path / "x.wav")], str(tmp_path / "x.ae2"), codec)[0].status == "ok"
+    on = run_decode([str(tmp_path / "x.ae2")], str(tmp_path / "on.wav"), codec)[0]
+    off = run_decode([str(tmp_path / "x.ae2")], str(tmp_path / "off.wav"), codec, postfilter=False)[0]
+    assert on.extra["postfilter"] is True and off.extra["postfilter"] is False
+    y, z = sf.read(tmp_path / "on.wav")[0], sf.read(tmp_path / "off.wav")[0]
+    assert y.shape == z.shape == x.shape
+    assert np.abs(y - z).max() > 1e-3
+    assert np.allclose(y, postfilter(z.astype(np.float32), RATE), atol=1e-5)

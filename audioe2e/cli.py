@@ -165,8 +165,8 @@ def decode(inputs: Inputs, output: Output = None,
            threads: Threads = None, quiet: Quiet = False, json_out: Json = False):
     """Decode `.ae2` to WAV at the original rate, channels and exact length."""
     from .codecapi import run_decode
-    _batch("decode", run_decode, inputs, output, quiet, json_out, conceal=conceal, postfilter=postfilter, force=force,
-           skip_existing=skip_existing, template=template, subtype=subtype, clip=clip,
+    _batch("decode", run_decode, inputs, output, quiet, json_out, conceal=conceal, postfilter=postfilter,
+           force=force, skip_existing=skip_existing, template=template, subtype=subtype, clip=clip,
            device=device, threads=threads)
 
 

@@ -11,7 +11,8 @@ RATE = 16000
 def harmonic(f0: float, seconds: float = 1.0, seed: int = 0) -> np.ndarray:
     t = np.arange(int(seconds * RATE)) / RATE
     rng = np.random.default_rng(seed)
-    return sum(np.sin(2 * np.pi * f0 * k * t + rng.uniform(0, 6.3)) / k for k in range(1, 30)).astype(np.float32)
+    x = sum(np.sin(2 * np.pi * f0 * k * t + rng.uniform(0, 6.3)) / k for k in range(1, 30))
+    return x.astype(np.float32)
 
 
 def snr_db(ref: np.ndarray, est: np.ndarray) -> float:

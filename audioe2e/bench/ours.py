@@ -59,11 +59,11 @@ def separate(model, x: np.ndarray) -> np.ndarray:
 
 def codec_roundtrips(codec, x: np.ndarray, modes) -> dict:
     """Encode `[T]` at the model rate once with every stage, then for each mode `(kbps, vbr)`
-    or `(kbps, vbr, postfilter)` (default: with the postfilter, as `decode`) write an in-memory `.ae2` as `encode` does (entropy-coded with the model's priors, 2 s
-    packets; `vbr`: stages per frame by `ratecontrol`, else the first n_q stages -- residual
-    VQ codes do not depend on the stages after them, so this equals encoding at that n_q),
-    read it back and decode. Returns {mode: (decoded [T], file bytes, header bytes, mean
-    stages per frame)}."""
+    or `(kbps, vbr, postfilter)` (postfilter by default, as `decode`) write an in-memory `.ae2`
+    as `encode` does (entropy-coded with the model's priors, 2 s packets; `vbr`: stages per
+    frame by `ratecontrol`, else the first n_q stages -- residual VQ codes do not depend on the
+    stages after them, so this equals encoding at that n_q), read it back and decode. Returns
+    {mode: (decoded [T], file bytes, header bytes, mean stages per frame)}."""
     import torch
 
     from ..bitstream import Ae2Reader

@@ -58,7 +58,8 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version, 
         _state["debug"] = True
 
 
-def _fail(msg: str, code: int):
+def fail(msg: str, code: int):
+    """One `error:` line on stderr and exit `code` (every CLI's bad-input path, sub-apps too)."""
     typer.echo(f"error: {msg}", err=True)
     raise typer.Exit(code)
 
@@ -71,9 +72,9 @@ def _guard(fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except UsageError as e:
-        _fail(str(e), 2)
+        fail(str(e), 2)
     except ModelNotAvailable as e:
-        _fail(str(e), 3)
+        fail(str(e), 3)
 
 
 def _batch(command: str, fn, inputs, output, quiet, json_out, **kw):
@@ -243,7 +244,7 @@ def eval_cmd(ref: Annotated[str, typer.Option(help="Folder of reference (clean) 
     try:
         from .metrics import evaluate_dirs
     except ImportError as e:
-        _fail(f"eval: the metrics module is not available in this build ({e})", 3)
+        fail(f"eval: the metrics module is not available in this build ({e})", 3)
     result = _guard(evaluate_dirs, ref, est, mix=mix, metrics=metrics, json_out=json_out,
                     csv_path=csv, quiet=quiet)
     if json_out:
@@ -280,7 +281,7 @@ def _forward(name: str, module: str, help_text: str):
         try:
             sub = importlib.import_module(module).app
         except ImportError as e:
-            _fail(f"{name}: not available in this build ({e})", 3)
+            fail(f"{name}: not available in this build ({e})", 3)
         cmd = typer.main.get_command(sub)
         cmd.main(args=list(ctx.args), prog_name=f"audioe2e {name}")
 

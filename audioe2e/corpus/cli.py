@@ -7,6 +7,8 @@ from typing import List, Optional
 
 import typer
 
+from ..cli import fail
+
 app = typer.Typer(help="Build the speech + noise training corpus (Debian packages, TTS voices, your folders).",
                   no_args_is_help=True)
 
@@ -45,8 +47,7 @@ def build(
     from .build import build_corpus
     for d in (speech or []) + (noise or []):
         if not d.is_dir():
-            typer.echo(f"error: --speech/--noise: not a folder: {d}", err=True)
-            raise typer.Exit(2)
+            fail(f"--speech/--noise: not a folder: {d}", 2)
     summary = build_corpus(out, speech or (), noise or (), install=install, kokoro_minutes=kokoro_minutes,
                            kokoro_extra_minutes=kokoro_extra_minutes,
                            espeak_minutes=espeak_minutes, flite_minutes=flite_minutes, seed=seed, debian=debian)
@@ -62,8 +63,7 @@ def summary(out: Path = typer.Option(Path("corpus"), "--out", "-o", help="Corpus
     """Print the summary of an existing corpus (from OUT/manifest.jsonl)."""
     from .manifest import read_manifest, summarize
     if not (out / "manifest.jsonl").is_file():
-        typer.echo(f"error: no manifest in {out}; run `audioe2e corpus build` first", err=True)
-        raise typer.Exit(2)
+        fail(f"no manifest in {out}; run `audioe2e corpus build` first", 2)
     s = summarize(read_manifest(out))
     print(json.dumps(s, indent=1)) if as_json else print_summary(s)
 
@@ -81,11 +81,9 @@ def pack(
     to train on a machine that cannot build the corpus (`train run --corpus OUT`)."""
     from .pack import pack_corpus
     if speaker_seconds <= 0 or noise_minutes < 0:
-        typer.echo("error: --speaker-seconds must be > 0 and --noise-minutes ≥ 0", err=True)
-        raise typer.Exit(2)
+        fail("--speaker-seconds must be > 0 and --noise-minutes ≥ 0", 2)
     try:
         s = pack_corpus(corpus, out, split, speaker_seconds, noise_minutes, seed=seed)
     except (OSError, ValueError) as e:  # no corpus, OUT exists, no such split
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2)
+        fail(str(e), 2)
     typer.echo(json.dumps(s))

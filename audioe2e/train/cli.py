@@ -6,6 +6,7 @@ from typing import Optional
 
 import typer
 
+from ..cli import fail
 from .recipes import RECIPES  # names only: recipes.py imports no torch at module level
 
 app = typer.Typer(help="Train the models on a corpus (see `audioe2e corpus build`).", no_args_is_help=True)
@@ -58,27 +59,20 @@ def run_cmd(
     if threads:
         torch.set_num_threads(threads)
     if ema is not None and ema != 0.0 and not 0.0 < ema < 1.0:
-        typer.echo(f"error: --ema must be a decay between 0 and 1, got {ema:g}", err=True)
-        raise typer.Exit(2)
+        fail(f"--ema must be a decay between 0 and 1, got {ema:g}", 2)
     speed_range = _range_option("--speed", speed, 0.5, 2.0)
     level_range = _range_option("--levels", levels, -100.0, 0.0)
     if val_every < 0 or workers < 0 or (minutes is not None and minutes <= 0):
-        typer.echo("error: --val-every and --workers must be 0 or more, --minutes more than 0", err=True)
-        raise typer.Exit(2)
+        fail("--val-every and --workers must be 0 or more, --minutes more than 0", 2)
     if balance is not None and balance not in BALANCES:
-        typer.echo(f"error: --balance must be {' or '.join(map(repr, BALANCES))}, got {balance!r}", err=True)
-        raise typer.Exit(2)
+        fail(f"--balance must be {' or '.join(map(repr, BALANCES))}, got {balance!r}", 2)
     if warmup < 0:
-        typer.echo(f"error: --warmup must be 0 or more steps, got {warmup}", err=True)
-        raise typer.Exit(2)
-    if not (corpus / "manifest.jsonl").is_file():
-        typer.echo(f"error: {corpus}/manifest.jsonl not found (build it with `audioe2e corpus build`)", err=True)
-        raise typer.Exit(2)
+        fail(f"--warmup must be 0 or more steps, got {warmup}", 2)
+    _need_manifest(corpus)
     try:
         rec = get_recipe(recipe)
     except KeyError as e:
-        typer.echo(f"error: {e.args[0]}", err=True)
-        raise typer.Exit(2)
+        fail(str(e.args[0]), 2)
     try:
         best = train(rec, corpus, run, steps, resume=resume, device=device,
                      ckpt_minutes=ckpt_minutes, val_every=val_every, batch=batch, seconds=seconds,
@@ -86,9 +80,13 @@ def run_cmd(
                      level_db=level_range, workers=workers, minutes=minutes,
                      anneal=anneal, balance=balance)
     except (TrainSetupError, WeightsFileError, FileNotFoundError, FileExistsError) as e:  # bad --init-from / --run, no pesq
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2)
+        fail(str(e), 2)
     typer.echo(f"done: best {best}", err=True)
+
+
+def _need_manifest(corpus: Path) -> None:
+    if not (corpus / "manifest.jsonl").is_file():
+        fail(f"{corpus}/manifest.jsonl not found (build it with `audioe2e corpus build`)", 2)
 
 
 def _range_option(flag: str, text: Optional[str], lo: float, hi: float):
@@ -100,8 +98,7 @@ def _range_option(flag: str, text: Optional[str], lo: float, hi: float):
     except ValueError:
         pair = ()
     if len(pair) != 2 or not lo <= pair[0] <= pair[1] <= hi:
-        typer.echo(f"error: {flag} must be LOW,HIGH with {lo:g} ≤ LOW ≤ HIGH ≤ {hi:g}, got {text!r}", err=True)
-        raise typer.Exit(2)
+        fail(f"{flag} must be LOW,HIGH with {lo:g} ≤ LOW ≤ HIGH ≤ {hi:g}, got {text!r}", 2)
     return pair
 
 
@@ -112,14 +109,11 @@ def validate_cmd(run: Path = typer.Option(..., "--run", "--run-dir", help="run f
     the scores to its log, for a run trained with --val-every 0 on another machine."""
     from .validate import validate_run
 
-    if not (corpus / "manifest.jsonl").is_file():
-        typer.echo(f"error: {corpus}/manifest.jsonl not found (build it with `audioe2e corpus build`)", err=True)
-        raise typer.Exit(2)
+    _need_manifest(corpus)
     try:
         line = validate_run(run, corpus)
     except (FileNotFoundError, KeyError, ValueError) as e:  # no checkpoint, unknown recipe, bad corpus
-        typer.echo(f"error: {e.args[0] if isinstance(e, KeyError) else e}", err=True)
-        raise typer.Exit(2)
+        fail(f"{e.args[0] if isinstance(e, KeyError) else e}", 2)
     for key in ("val", "val_ema"):
         if key in line:
             typer.echo(f"step {line['step']} {key}: " + ", ".join(
@@ -139,8 +133,7 @@ def export_cmd(run: Path = typer.Option(...), name: str = typer.Option(..., help
     try:
         card = export_run(run, name, models, corpus, which, atten_lim_db=atten_lim, blend_with=blend_with, blend=blend)
     except (ValueError, FileNotFoundError) as e:  # unknown name, missing run files, no corpus
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2)
+        fail(str(e), 2)
     typer.echo(f"exported {name}: step {card['step']}, metrics {card['metrics']}", err=True)
     if not card["metrics"]:  # the card and `audioe2e models` would show no scores
         typer.echo(f"warning: the log has no validation of step {card['step']}; run `audioe2e train "

@@ -209,7 +209,7 @@ def speed_note(saved: tuple | None, now: tuple, step: int) -> str | None:
 
 def balance_note(saved: str | None, now: str, step: int) -> str | None:
     """The note for a change in how speakers are drawn, or a fresh run off the default."""
-    if saved is None:  # a fresh run
+    if saved is None:  # a fresh run (or one saved before runs recorded it, which drew by speaker)
         return f"speakers drawn by {now} from step {step}" if now != "speaker" else None
     if saved != now:
         return f"speakers drawn by {now} (was {saved}) from step {step}"

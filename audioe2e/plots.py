@@ -43,7 +43,8 @@ def spectrograms(paths: list[str], out: str, titles: list[str] | None = None, se
 
 def filterbank(weights: str, out: str):
     """Magnitude responses of a learned front-end's analysis filters, sorted by peak
-    frequency, next to the DFT initialisation they started from."""
+    frequency, next to the DFT initialisation they started from (the codec: its analysis, and
+    its synthesis before and after training)."""
     import torch
 
     from .checkpoint import load_weights
@@ -66,6 +67,12 @@ def filterbank(weights: str, out: str):
             learned = fly(eye)[:, : config["n_fft"] // 2 + 1].T * state["win_a"]
         win = state["win_a"].double()
         mats = [("FFT initialisation", (init_rows * win).abs()), ("learned butterfly", learned.abs().double())]
+    elif "decoder.10.weight" in state:  # the codec: its analysis and its overlap-add synthesis
+        from .nets.causal import learned_transform_pair
+        _, syn = learned_transform_pair(config["n_filters"], config["window"])
+        mats = [("analysis (learned)", state["encoder.0.weight"][:, 0].double()),
+                ("synthesis at initialisation", syn.weight[:, 0].detach().double()),
+                ("synthesis (learned)", state["decoder.10.weight"][:, 0].double())]
     else:
         raise ValueError(f"{weights}: no learned front-end found")
     fig, axes = plt.subplots(1, len(mats), figsize=(5 * len(mats), 4), squeeze=False)

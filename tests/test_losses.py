@@ -116,3 +116,18 @@ def test_approx_stoi_follows_pystoi_and_is_one_for_the_reference():
     est = (clean + 0.3 * noise).requires_grad_()
     approx_stoi(est[None], clean[None]).sum().backward()
     assert torch.isfinite(est.grad).all() and est.grad.abs().sum() > 0
+
+
+def test_frame_pattern_loss_sees_a_pattern_at_the_frame_rate_and_not_level_or_noise():
+    """The codec-decoder-pattern term: zero for the reference itself or a louder copy of it,
+    small for another unmodulated noise, large when the high band swings with the 20 ms frame."""
+    from audioe2e.train.losses import frame_pattern_loss
+    g = torch.Generator().manual_seed(0)
+    ref = torch.randn(2, 32000, generator=g) * 0.1
+    other = torch.randn(2, 32000, generator=g) * 0.1
+    gate = 1 + 0.9 * torch.cos(2 * torch.pi * torch.arange(32000) / 320)  # 20 ms period
+    assert frame_pattern_loss(ref, ref).item() == 0.0
+    assert frame_pattern_loss(3 * ref, ref).item() < 1e-4
+    plain = frame_pattern_loss(other, ref).item()
+    patterned = frame_pattern_loss(other * gate, ref).item()
+    assert plain < 0.5 and patterned > 5 * plain

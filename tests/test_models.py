@@ -286,3 +286,20 @@ def test_stft_discriminator_scores_every_resolution_and_passes_gradients_to_its_
         assert len(feats) == 5
     sum(lg.mean() for lg, _ in out).backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_codec_reset_synthesis_keeps_the_decoders_function_on_a_full_rank_basis():
+    """`Codec.reset_synthesis` (train.reparam): a synthesis trained away from its start (here
+    randomised) is put back on the sine-windowed DFT basis, and the conv before it absorbs the
+    change: the same output, and a basis of full rank."""
+    torch.manual_seed(0)
+    c = Codec(CodecConfig(channels=8, n_filters=48, dim=16, codebook_size=16, n_q=4, window=32)).eval()
+    with torch.no_grad():
+        c.decoder[-1].weight.copy_(torch.randn_like(c.decoder[-1].weight) * 0.1)
+        x = torch.randn(1, 800) * 0.1
+        before = c(x, n_q=4)
+        c.reset_synthesis()
+        after = c(x, n_q=4)
+    assert torch.allclose(before, after, atol=1e-5 * before.abs().max().item())
+    basis = c.decoder[-1].weight[:, 0].double()
+    assert torch.linalg.matrix_rank(basis).item() == 32

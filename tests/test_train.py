@@ -1052,3 +1052,19 @@ def test_export_counts_the_codec_priors_on_the_mix_its_recipe_trained_on(corpus,
         seen.append(kw.get("clean_share")), real(model, root, **dict(kw, batches=1, batch_size=2, seconds=0.5)))[1])
     export_run(run, "codec", tmp_path / "models", corpus, "last")
     assert seen == [0.5]
+
+
+def test_a_decoder_only_recipe_leaves_what_makes_the_codes_as_it_was(corpus, tmp_path):
+    """codec-decoder trains the decoder alone: the encoder and quantiser (so the bitstream and
+    its priors) come out of training bit for bit as they went in."""
+    from audioe2e.registry import build_model
+    recipe = get_recipe("codec-decoder")
+    torch.manual_seed(0)  # train() builds its model from the same seed
+    start = build_model(dict(recipe.config)).state_dict()
+    train(recipe, corpus, tmp_path / "r", steps=2, batch=2, seconds=1.0, val_every=1000)
+    state = load_weights(tmp_path / "r" / "last.safetensors")[0]
+    trained = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
+    for k, v in start.items():
+        same = torch.equal(trained[k], v)
+        assert same if k.startswith(("encoder.", "rvq.")) or k == "prior_counts" else True, k
+    assert not all(torch.equal(trained[k], start[k]) for k in start if k.startswith("decoder."))

@@ -26,12 +26,19 @@ def dft_basis(n_filters: int, length: int) -> torch.Tensor:
     return torch.cat([torch.cos(w * t) * win, -torch.sin(w * t) * win], dim=0)
 
 
-def synthesis_basis(analysis: torch.Tensor, length: int) -> torch.Tensor:
+def sine_window(length: int) -> torch.Tensor:
+    """sin(π(t+½)/L): power-complementary at 50 % overlap like sqrt-Hann, but without its zero
+    at t = 0, so a synthesis basis windowed by it has full rank (`Codec.reset_synthesis`)."""
+    return torch.sin(torch.pi * (torch.arange(length, dtype=torch.float64) + 0.5) / length)
+
+
+def synthesis_basis(analysis: torch.Tensor, length: int, window: torch.Tensor | None = None) -> torch.Tensor:
     """[N, L] synthesis rows: window × pseudo-inverse of the un-windowed DFT rows.
 
     pinv(F)·(F·diag(w)·x) = w·x per frame; windowing again gives w²·x, and overlap-adding
-    w² (Hann) at hop L/2 gives x back: perfect reconstruction at initialisation."""
-    win = sqrt_hann(length)
+    w² (Hann) at hop L/2 gives x back: perfect reconstruction at initialisation. `window`
+    replaces the sqrt-Hann synthesis window."""
+    win = sqrt_hann(length) if window is None else window
     n = analysis.shape[0]
     k = n // 2
     t = torch.arange(length, dtype=torch.float64)

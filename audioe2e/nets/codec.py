@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from .causal import CausalConv, CausalConvTranspose, ResUnit, SignedLog, learned_transform_pair
+from ..frontends.stft import dft_basis, sine_window, synthesis_basis
 from .quantizer import ResidualVQ
 
 
@@ -160,6 +161,32 @@ class Codec(nn.Module):
 
     def _silence_latent(self, z):
         return torch.zeros(*z.shape[:-1], self.context, device=z.device, dtype=z.dtype)
+
+    @torch.no_grad()
+    def reset_synthesis(self) -> None:
+        """Put the synthesis on a DFT basis (as at initialisation, but sine-windowed: full rank)
+        and fold the change into the conv before it, so the decoder computes the same function
+        (to rounding).
+
+        Why: trained, the synthesis had collapsed onto low frequencies (twenty-eighth session:
+        singular values 0.008 of the largest by the 100th of 320; a 6 kHz tone needed 23× the
+        coefficient norm of a 250 Hz one, against equal norms at initialisation), so the decoder
+        reached the band above 1 kHz only through ill-conditioned directions. With frames =
+        cᵀW and W0 the new basis (full column rank), c' = (W·W0⁺)ᵀc gives c'ᵀW0 = cᵀW."""
+        conv, syn = self.decoder[-2], self.decoder[-1]
+        w = syn.weight[:, 0].double()
+        length = self.cfg.window
+        w0 = synthesis_basis(dft_basis(self.cfg.n_filters, length), length, sine_window(length))
+        if torch.linalg.matrix_rank(w0) < length:
+            raise ValueError(f"{self.cfg.n_filters} filters cannot span a {length}-sample frame")
+        p = (w @ torch.linalg.pinv(w0)).T  # [N, N]: new coefficients from old ones
+        weight = torch.einsum("ij,jck->ick", p, conv.weight.double())
+        # the conv keeps its weight norm (Adam's steps are a size per weight, so a conv 40×
+        # larger would learn 40× slower); the basis takes the scale
+        scale = weight.norm() / conv.weight.double().norm()
+        conv.weight.copy_((weight / scale).to(conv.weight.dtype))
+        conv.bias.copy_((p @ conv.bias.double() / scale).to(conv.bias.dtype))
+        syn.weight.copy_((w0 * scale)[:, None, :].to(syn.weight.dtype))
 
     # --- training --------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, n_q: int | None = None) -> torch.Tensor:

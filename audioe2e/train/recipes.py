@@ -36,6 +36,9 @@ class Recipe:
     # None: the task's default (SI-SDR for separation, PESQ-WB for enhancement and the codec)
     select_by: str | None = None
     clean_share: float = CLEAN_SHARE  # codec: share of examples with clean input (data.CLEAN_SHARE)
+    # parameters whose names start with one of these stay as loaded (not trained). Freezing the
+    # codec's encoder and quantiser keeps its bitstream and priors as they were.
+    frozen: tuple[str, ...] = ()
 
 
 # Default enhancer from step 13,000: power-law compressed spectra (Braun & Tashev 2021) at a
@@ -65,6 +68,12 @@ _CODEC_SISDR_STFT = {"stft_weight": 1.0}
 # first run, PESQ-WB 1.350 → 1.338: flat, so from step 4,650 weight 30 (STOI 0.740 at 8,000).
 # Not shipped: bench STOI up, DNSMOS down (codec card, thirteenth session).
 _CODEC_STOI = {"stft_weight": 1.0, "stoi_weight": 30.0}
+# Codec decoder, twenty-eighth session (2026-12-05): the same loss + the frame-pattern term
+# (losses.frame_pattern_loss: band energy by position in the 20 ms code frame, shape against
+# the reference's). Weight 1: on the shipped weights' decoder (3 batches) the gradient norms at
+# weight 1 were 10 (−SI-SDR), 57–70 (MR-STFT), 35–50 (STOI at its 30), 76–91 (this term).
+_CODEC_PATTERN = dict(_CODEC_STOI, pattern_weight=1.0)
+_CODEC_CODES = ("encoder.", "rvq.")  # what makes the codes: frozen when only the decoder learns
 # Codec, adversarial fine-tuning (2026-12-02, from the plain run's checkpoint): the same
 # reconstruction loss + a small multi-scale STFT discriminator (hinge + relative feature
 # matching, EnCodec-style) on 0.5 s crops of 4 of the 8 examples (+30 % step time; see
@@ -163,6 +172,19 @@ RECIPES: dict[str, Recipe] = {
     # ones above them. Warm-started from codec-stoi, same network and loss.
     "codec-stoi-clean": Recipe("codec-stoi-clean", "codec", dict(arch="codec"), batch=8, seconds=2.0, lr=1e-4,
                                extra=_CODEC_STOI, select_by="stoi", clean_share=0.5),
+    # The shipped codec's decoder alone (encoder and quantiser frozen: existing bitstreams decode
+    # with it, the priors stay), warm-started from models/codec.safetensors, without the critic
+    # (PESQ per step would double the step time). Twenty-eighth session, three variants:
+    # -pattern adds the frame-pattern term against the 20 ms pattern in the output (codec card,
+    # twenty-seventh session); -dft first re-expresses the decoder over the DFT synthesis basis
+    # (`python -m audioe2e.train.reparam`, same function) and keeps that basis fixed, because the
+    # trained synthesis had collapsed onto low frequencies (card); plain is the control.
+    "codec-decoder": Recipe("codec-decoder", "codec", dict(arch="codec"), batch=8, seconds=2.0, lr=1e-4,
+                            extra=_CODEC_STOI, frozen=_CODEC_CODES),
+    "codec-decoder-pattern": Recipe("codec-decoder-pattern", "codec", dict(arch="codec"), batch=8, seconds=2.0,
+                                    lr=1e-4, extra=_CODEC_PATTERN, frozen=_CODEC_CODES),
+    "codec-decoder-dft": Recipe("codec-decoder-dft", "codec", dict(arch="codec"), batch=8, seconds=2.0, lr=1e-4,
+                                extra=_CODEC_STOI, frozen=(*_CODEC_CODES, "decoder.10.")),
 }
 
 

@@ -131,3 +131,15 @@ def test_frame_pattern_loss_sees_a_pattern_at_the_frame_rate_and_not_level_or_no
     plain = frame_pattern_loss(other, ref).item()
     patterned = frame_pattern_loss(other * gate, ref).item()
     assert plain < 0.5 and patterned > 5 * plain
+
+
+def test_frame_template_share_finds_a_waveform_repeated_every_frame():
+    """codec-decoder-template's term: near 1 for a high-band waveform repeated every 20 ms, near
+    1/frames for noise (a different waveform in every frame), in between for their sum."""
+    from audioe2e.train.losses import frame_template_share
+    g = torch.Generator().manual_seed(0)
+    noise = torch.randn(1, 32000, generator=g) * 0.1  # 100 frames of 320
+    buzz = (torch.randn(320, generator=g) * 0.1).repeat(100)[None]
+    assert frame_template_share(buzz).item() > 0.99
+    assert frame_template_share(noise).item() < 0.03
+    assert 0.3 < frame_template_share(noise + buzz).item() < 0.7

@@ -73,6 +73,10 @@ _CODEC_STOI = {"stft_weight": 1.0, "stoi_weight": 30.0}
 # the reference's). Weight 1: on the shipped weights' decoder (3 batches) the gradient norms at
 # weight 1 were 10 (−SI-SDR), 57–70 (MR-STFT), 35–50 (STOI at its 30), 76–91 (this term).
 _CODEC_PATTERN = dict(_CODEC_STOI, pattern_weight=1.0)
+# The same loss + 10 × the share of the output's energy above 1.5 kHz that is one waveform
+# repeated every 20 ms (losses.frame_template_share: 0.10–0.20 on the shipped weights' training
+# batches, 0.008 for the targets); gradient norm 6–10 at weight 1 against MR-STFT's 51–88.
+_CODEC_TEMPLATE = dict(_CODEC_STOI, template_weight=10.0)
 _CODEC_CODES = ("encoder.", "rvq.")  # what makes the codes: frozen when only the decoder learns
 # Codec, adversarial fine-tuning (2026-12-02, from the plain run's checkpoint): the same
 # reconstruction loss + a small multi-scale STFT discriminator (hinge + relative feature
@@ -174,15 +178,18 @@ RECIPES: dict[str, Recipe] = {
                                extra=_CODEC_STOI, select_by="stoi", clean_share=0.5),
     # The shipped codec's decoder alone (encoder and quantiser frozen: existing bitstreams decode
     # with it, the priors stay), warm-started from models/codec.safetensors, without the critic
-    # (PESQ per step would double the step time). Twenty-eighth session, three variants:
+    # (PESQ per step would double the step time). Twenty-eighth session, four variants:
     # -pattern adds the frame-pattern term against the 20 ms pattern in the output (codec card,
-    # twenty-seventh session); -dft first re-expresses the decoder over the DFT synthesis basis
+    # twenty-seventh session); -template a term against the fixed waveform the decoder repeats
+    # every 20 ms above 1.5 kHz (card, twenty-eighth session); -dft first re-expresses the decoder over the DFT synthesis basis
     # (`python -m audioe2e.train.reparam`, same function) and keeps that basis fixed, because the
     # trained synthesis had collapsed onto low frequencies (card); plain is the control.
     "codec-decoder": Recipe("codec-decoder", "codec", dict(arch="codec"), batch=8, seconds=2.0, lr=1e-4,
                             extra=_CODEC_STOI, frozen=_CODEC_CODES),
     "codec-decoder-pattern": Recipe("codec-decoder-pattern", "codec", dict(arch="codec"), batch=8, seconds=2.0,
                                     lr=1e-4, extra=_CODEC_PATTERN, frozen=_CODEC_CODES),
+    "codec-decoder-template": Recipe("codec-decoder-template", "codec", dict(arch="codec"), batch=8, seconds=2.0,
+                                     lr=1e-4, extra=_CODEC_TEMPLATE, frozen=_CODEC_CODES),
     "codec-decoder-dft": Recipe("codec-decoder-dft", "codec", dict(arch="codec"), batch=8, seconds=2.0, lr=1e-4,
                                 extra=_CODEC_STOI, frozen=(*_CODEC_CODES, "decoder.10.")),
 }

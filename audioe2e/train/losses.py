@@ -162,7 +162,8 @@ def approx_stoi(est: torch.Tensor, ref: torch.Tensor, rate: int = 16000, segment
 
 
 def frame_pattern_loss(est: torch.Tensor, ref: torch.Tensor, rate: int = 16000, period: int = 320,
-                       hop: int = 16, n_fft: int = 64, bands_hz=((1000, 2000), (2000, 4000), (4000, 8000))) -> torch.Tensor:
+                       hop: int = 16, n_fft: int = 64,
+                       bands_hz=((1000, 2000), (2000, 4000), (4000, 8000))) -> torch.Tensor:
     """How far the output's band energy, averaged by position inside a `period`-sample frame,
     departs from the reference's in shape (dB, mean absolute; the level per band and example is
     taken out, the other terms see it). [B, T] inputs.
@@ -186,26 +187,30 @@ def frame_pattern_loss(est: torch.Tensor, ref: torch.Tensor, rate: int = 16000, 
     return (diff - diff.mean(-1, keepdim=True)).abs().mean()
 
 
-def frame_template_share(x: torch.Tensor, rate: int = 16000, period: int = 320, low_hz: float = 1500.0) -> torch.Tensor:
-    """[B, T] → [B]: the share of the energy above `low_hz` that is one fixed waveform repeated
-    every `period` samples (the mean of the signal's `period`-sample frames, at any offset).
+def frame_template_share(x: torch.Tensor, rate: int = 16000, period: int = 320,
+                         bands_hz=((1500, 8000),)) -> torch.Tensor:
+    """[B, T] → [B]: the share of the energy in each band that is one fixed waveform repeated
+    every `period` samples (the mean of the signal's `period`-sample frames, at any offset),
+    averaged over the bands.
 
-    Why: in the codec's decodes 57 % of that energy is such a template at its 20 ms code-frame
-    rate, against 1 % in the input speech (codec card, twenty-eighth session): a buzz, which
-    `codec-decoder-template` trains away."""
+    Why: in the codec's decodes 57 % of the energy above 1.5 kHz is such a template at its 20
+    ms code-frame rate, against 1 % in the input speech (codec card, twenty-eighth session): a
+    buzz, which the `codec-decoder-template` recipes train away. Per band, so that a band with
+    less energy (1–1.5 kHz, where the share was 0.11 against the speech's 0.01) counts too."""
     frames = x[:, : x.shape[-1] // period * period].unflatten(-1, (-1, period))  # [B, K, P]
     hz = torch.fft.rfftfreq(period, 1 / rate, device=x.device)
-    high = hz >= low_hz
-    total = torch.fft.rfft(frames).abs().pow(2)[..., high].sum((-2, -1))
-    fixed = torch.fft.rfft(frames.mean(1)).abs().pow(2)[..., high].sum(-1) * frames.shape[1]
-    return fixed / (total + 1e-9)
+    total = torch.fft.rfft(frames).abs().pow(2).sum(-2)  # [B, bins]
+    fixed = torch.fft.rfft(frames.mean(1)).abs().pow(2) * frames.shape[1]
+    shares = [fixed[:, (hz >= lo) & (hz <= hi)].sum(-1) / (total[:, (hz >= lo) & (hz <= hi)].sum(-1) + 1e-9)
+              for lo, hi in bands_hz]
+    return torch.stack(shares).mean(0)
 
 
 def enhancement_loss(est: torch.Tensor, ref: torch.Tensor, stft_weight: float = 0.0,
                      level_weight: float = 0.0, compressed_weight: float = 0.0,
                      sisdr_weight: float = 1.0, compressed: dict | None = None,
                      stoi_weight: float = 0.0, pattern_weight: float = 0.0,
-                     template_weight: float = 0.0) -> torch.Tensor:
+                     template_weight: float = 0.0, template_bands=((1500, 8000),)) -> torch.Tensor:
     """−SI-SDR + optional multi-resolution STFT and level (dB) terms; the weights live in
     the recipes (and the codec), the defaults add nothing to −SI-SDR.
 
@@ -227,5 +232,5 @@ def enhancement_loss(est: torch.Tensor, ref: torch.Tensor, stft_weight: float = 
     if pattern_weight:
         loss = loss + pattern_weight * frame_pattern_loss(est, ref)
     if template_weight:
-        loss = loss + template_weight * frame_template_share(est).mean()
+        loss = loss + template_weight * frame_template_share(est, bands_hz=template_bands).mean()
     return loss

@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .causal import CausalConv, CausalConvTranspose, ResUnit, SignedLog, learned_transform_pair
 from ..frontends.stft import dft_basis, sine_window, synthesis_basis
+from .causal import CausalConv, CausalConvTranspose, ResUnit, SignedLog, learned_transform_pair
 from .quantizer import ResidualVQ
 
 

@@ -67,7 +67,7 @@ def filterbank(weights: str, out: str):
             learned = fly(eye)[:, : config["n_fft"] // 2 + 1].T * state["win_a"]
         win = state["win_a"].double()
         mats = [("FFT initialisation", (init_rows * win).abs()), ("learned butterfly", learned.abs().double())]
-    elif "decoder.10.weight" in state:  # the codec: its analysis and its overlap-add synthesis
+    elif config.get("arch") == "codec":  # its analysis and its overlap-add synthesis (the decoder's last layer)
         from .nets.causal import learned_transform_pair
         _, syn = learned_transform_pair(config["n_filters"], config["window"])
         mats = [("analysis (learned)", state["encoder.0.weight"][:, 0].double()),

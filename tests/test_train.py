@@ -1,6 +1,7 @@
 """Training infrastructure: reproducible mixing, SNR as asked, resume to the same state, export."""
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -1068,3 +1069,18 @@ def test_a_decoder_only_recipe_leaves_what_makes_the_codes_as_it_was(corpus, tmp
         same = torch.equal(trained[k], v)
         assert same if k.startswith(("encoder.", "rvq.")) or k == "prior_counts" else True, k
     assert not all(torch.equal(trained[k], start[k]) for k in start if k.startswith("decoder."))
+
+
+def test_reparam_refuses_what_is_not_a_codecs_weights_in_one_line(tmp_path, capsys):
+    """`python -m audioe2e.train.reparam IN OUT`: a missing file, a file that is no weights file
+    and another model's weights each give one `error:` line, exit 2, and no OUT."""
+    from audioe2e.train.reparam import main
+    bad = tmp_path / "bad.safetensors"
+    bad.write_text("not weights")
+    tiny = Path(__file__).resolve().parents[1] / "models" / "enhancer-tiny.safetensors"
+    for src in (tmp_path / "missing.safetensors", bad, tiny):
+        capsys.readouterr()
+        assert main([str(src), str(tmp_path / "out.safetensors")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1
+        assert not (tmp_path / "out.safetensors").exists()

@@ -173,10 +173,9 @@ def frame_pattern_loss(est: torch.Tensor, ref: torch.Tensor, rate: int = 16000, 
     flat (codec card, twenty-seventh session). The STFT terms cannot see it: their windows
     (16–64 ms) span whole frames. Here 4 ms windows at 1 ms hops are folded by position."""
     per = period // hop
-    win = torch.hann_window(n_fft, device=est.device, dtype=est.dtype)
 
     def profile(x):  # [B, T] → [B, bands, per] log band energy by position in the frame
-        p = torch.stft(x, n_fft, hop, window=win, center=False, return_complex=True).abs().pow(2)
+        p = stft_mag(x, n_fft, hop).pow(2)
         frames = p.shape[-1] // per * per
         hz = torch.arange(p.shape[-2], device=x.device) * (rate / n_fft)
         bands = torch.stack([p[:, (hz >= lo) & (hz < hi)].sum(1) for lo, hi in bands_hz], 1)

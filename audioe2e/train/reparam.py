@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from ..checkpoint import load_weights, save_weights
+from ..checkpoint import WeightsFileError, load_weights, save_weights
 from ..registry import build_model
 
 
@@ -13,7 +13,11 @@ def main(argv: list[str]) -> int:
     if len(argv) != 2:
         print(__doc__, file=sys.stderr)
         return 2
-    state, config, meta = load_weights(argv[0])
+    try:
+        state, config, meta = load_weights(argv[0])
+    except (FileNotFoundError, WeightsFileError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     model = build_model(config)
     if not hasattr(model, "reset_synthesis"):
         print(f"error: {argv[0]} is not a codec's weights", file=sys.stderr)

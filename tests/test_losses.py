@@ -143,3 +143,17 @@ def test_frame_template_share_finds_a_waveform_repeated_every_frame():
     assert frame_template_share(buzz).item() > 0.99
     assert frame_template_share(noise).item() < 0.03
     assert 0.3 < frame_template_share(noise + buzz).item() < 0.7
+
+
+def test_sisdr_below_hz_ignores_what_lies_above_the_cutoff():
+    """With `sisdr_below_hz` the SI-SDR term scores only the band below it: a 3 kHz tone added
+    to a 300 Hz reference costs nothing there, and still costs the full-band term."""
+    from audioe2e.train.losses import enhancement_loss, lowpass
+    t = torch.arange(16000) / 16000
+    ref = torch.sin(2 * torch.pi * 300 * t)[None]
+    est = ref + 0.5 * torch.sin(2 * torch.pi * 3000 * t + 1.0)[None]
+    assert torch.allclose(lowpass(est, 1000.0), ref, atol=1e-3)
+    full, low = enhancement_loss(est, ref), enhancement_loss(est, ref, sisdr_below_hz=1000.0)
+    assert full > -10 and low < -60
+    est_low = 0.5 * ref + 0.5 * torch.sin(2 * torch.pi * 500 * t)[None]  # an error below the cutoff still counts
+    assert enhancement_loss(est_low, ref, sisdr_below_hz=1000.0) > -10

@@ -1084,3 +1084,45 @@ def test_reparam_refuses_what_is_not_a_codecs_weights_in_one_line(tmp_path, caps
         err = capsys.readouterr().err
         assert err.startswith("error: ") and err.count("\n") == 1
         assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_widen_keeps_the_gru_enhancers_function_and_gives_the_new_units_a_gradient(tmp_path):
+    """`python -m audioe2e.train.widen`: the wider network computes the same output (to float
+    rounding) with its deep filter, and its output heads' new columns get a gradient at once,
+    so the new units can learn."""
+    from audioe2e.checkpoint import save_weights
+    from audioe2e.registry import build_model
+    from audioe2e.train.widen import main
+    torch.manual_seed(3)
+    cfg = dict(arch="gru_enhancer", n_fft=64, hop=32, layers=2, frontend="dense", hidden=12, df_bins=8, df_order=3)
+    small = build_model(cfg)
+    for p in small.parameters():  # the deep-filter head starts at zero; give it weights
+        p.data.add_(torch.randn_like(p) * 0.05)
+    save_weights(tmp_path / "small.safetensors", small.state_dict(), small.config_dict(), {})
+    assert main([str(tmp_path / "small.safetensors"), str(tmp_path / "wide.safetensors"), "--hidden", "20"]) == 0
+    state, config, _ = load_weights(tmp_path / "wide.safetensors")
+    assert config["hidden"] == 20
+    wide = build_model(config)
+    wide.load_state_dict(state)
+    x = torch.randn(2, 1600) * 0.1
+    small.eval(), wide.eval()
+    with torch.no_grad():
+        a, b = small(x), wide(x)
+    assert torch.allclose(a, b, atol=1e-6) and a.abs().max() > 1e-3
+    wide.train()
+    wide(x).pow(2).mean().backward()
+    assert wide.out.weight.grad[:, 12:].abs().sum() > 0 and wide.df_out.weight.grad[:, 12:].abs().sum() > 0
+
+
+def test_widen_refuses_bad_input_in_one_line(tmp_path, capsys):
+    """A missing file, a codec's weights and a width that is not wider: one `error:` line,
+    exit 2, no OUT."""
+    from audioe2e.train.widen import main
+    models = Path(__file__).resolve().parents[1] / "models"
+    for src, hidden in ((tmp_path / "missing.safetensors", "384"), (models / "codec.safetensors", "384"),
+                        (models / "enhancer.safetensors", "256")):
+        capsys.readouterr()
+        assert main([str(src), str(tmp_path / "out.safetensors"), "--hidden", hidden]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1
+        assert not (tmp_path / "out.safetensors").exists()

@@ -216,7 +216,9 @@ class Codec(nn.Module):
         kbit/s the phase SI-SDR asks for cannot be coded and the MSE-optimal answer is to
         attenuate); moving the weight to compressed magnitudes did not raise PESQ in 750
         steps (recipes.py), nor did a short adversarial run (`codec-gan`); a STOI term (`codec-stoi`)
-        raised STOI but lowered DNSMOS (codec card)."""
+        raised STOI but lowered DNSMOS (codec card); nor, on the decoder alone, a full-rank DFT
+        synthesis, a discriminator or SI-SDR scored below 1 kHz only (`codec-decoder-*`,
+        twenty-ninth session: noise or tones, never harmonics, above ~1 kHz)."""
         from ..train.losses import enhancement_loss
         return enhancement_loss(est, ref, **weights) + self._commit
 

@@ -164,7 +164,9 @@ RECIPES: dict[str, Recipe] = {
     # The shipped default enhancer with 384 GRU units a layer instead of 256 (2.89 M parameters),
     # grown from its weights by `python -m audioe2e.train.widen` (the same function at the
     # start); same loss and critic. Twenty-ninth session: the shipped model gains as much PESQ
-    # on training mixtures as on validation ones, so it underfits.
+    # on training mixtures as on validation ones, so it underfits. Result: 80 min from the
+    # widened weights with a fresh critic, validation PESQ-WB 1.997 against the shipped 2.024
+    # (enhancer card): not kept.
     "enhancer-gru-df-metric-wide": Recipe("enhancer-gru-df-metric-wide", "enhance", dict(_GRU_DF, hidden=384),
                                           batch=16, seconds=3.0, extra=_TINY_SISDR_COMPRESSED,
                                           adversarial=_METRIC_GAN),
@@ -216,6 +218,8 @@ RECIPES: dict[str, Recipe] = {
     # the synthesis is what a regression loss asks for where the fine structure cannot be
     # predicted (the -dft runs: a full-rank basis filled in noise and tones), and a critic is
     # the usual remedy; codec-gan tried it on the whole network for 5,000 steps only.
+    # Results of this and the next two: noise or steady tones above ~1 kHz, never harmonics,
+    # and PESQ down (-gan: −0.25 PESQ-WB for +0.02 DNSMOS); none kept (codec card).
     "codec-decoder-gan": Recipe("codec-decoder-gan", "codec", dict(arch="codec"), batch=8, seconds=2.0, lr=1e-4,
                                 extra=_CODEC_TEMPLATE_BANDS, frozen=_CODEC_CODES,
                                 adversarial=dict(_CODEC_ADV, weight=3.0, fm_weight=6.0)),
@@ -229,6 +233,7 @@ RECIPES: dict[str, Recipe] = {
     # Twenty-ninth session: the DFT synthesis basis with the template term. Why: the -dft run's
     # new steady tones (~2.6, 3.4, 5.2 kHz) sit on the 50 Hz code-frame grid, which is what
     # the template term penalises; warm-started from the shipped (template-bands) weights.
+    # Result: validation PESQ-WB 1.462 → 1.422 / 1.395 at steps 500 / 1,000: not kept.
     "codec-decoder-dft-template-bands": Recipe("codec-decoder-dft-template-bands", "codec", dict(arch="codec"),
                                                batch=8, seconds=2.0, lr=3e-5, extra=_CODEC_TEMPLATE_BANDS,
                                                frozen=(*_CODEC_CODES, "decoder.10.")),

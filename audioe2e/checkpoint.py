@@ -38,15 +38,40 @@ def save_weights(path: str | os.PathLike, state: dict[str, torch.Tensor], config
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     header = {"config": json.dumps(config, sort_keys=True), "meta": json.dumps(meta or {}, sort_keys=True)}
     tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=header)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    from safetensors import SafetensorError
+    try:
+        save_file(tensors, str(tmp), metadata=header)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except (OSError, SafetensorError) as e:
+        tmp.unlink(missing_ok=True)
+        why = "no such folder" if not path.parent.is_dir() else getattr(e, "strerror", None) or e
+        raise WeightsWriteError(f"cannot write {path}: {why}") from e
     return sha256_file(path)
+
+
+def rewrite_weights_file(src: str, dst: str, transform) -> int:
+    """The tools that turn one weights file into another (`train.reparam`, `train.widen`):
+    `transform(state, config, meta)` → (state, config, meta) written to `dst`. A bad input or
+    output (missing, unreadable, the wrong model: `transform` raises ValueError; unwritable)
+    gives one `error:` line on stderr and exit status 2, and no `dst`."""
+    import sys
+    try:
+        save_weights(dst, *transform(*load_weights(src)))
+    except (FileNotFoundError, WeightsFileError, WeightsWriteError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
 
 
 class WeightsFileError(ValueError):
     """A file that is there but is not a readable weights file (not safetensors, truncated, or
     its config block not JSON): one line for the CLI instead of the reader's traceback."""
+
+
+class WeightsWriteError(OSError):
+    """A weights file that could not be written (no such folder, no permission, disk full):
+    one line for the tools that write weights, and no partial file left behind."""
 
 
 def _not_weights(path, e: Exception) -> WeightsFileError:

@@ -1115,14 +1115,16 @@ def test_widen_keeps_the_gru_enhancers_function_and_gives_the_new_units_a_gradie
 
 
 def test_widen_refuses_bad_input_in_one_line(tmp_path, capsys):
-    """A missing file, a codec's weights and a width that is not wider: one `error:` line,
-    exit 2, no OUT."""
+    """A missing file, a codec's weights, a width that is not wider and an output folder that
+    is not there: one `error:` line, exit 2, no OUT (nor its temporary file)."""
     from audioe2e.train.widen import main
     models = Path(__file__).resolve().parents[1] / "models"
-    for src, hidden in ((tmp_path / "missing.safetensors", "384"), (models / "codec.safetensors", "384"),
-                        (models / "enhancer.safetensors", "256")):
+    out = tmp_path / "out.safetensors"
+    for src, hidden, dst in ((tmp_path / "missing.safetensors", "384", out), (models / "codec.safetensors", "384", out),
+                             (models / "enhancer.safetensors", "256", out),
+                             (models / "enhancer.safetensors", "384", tmp_path / "nowhere" / "out.safetensors")):
         capsys.readouterr()
-        assert main([str(src), str(tmp_path / "out.safetensors"), "--hidden", hidden]) == 2
+        assert main([str(src), str(dst), "--hidden", hidden]) == 2
         err = capsys.readouterr().err
         assert err.startswith("error: ") and err.count("\n") == 1
-        assert not (tmp_path / "out.safetensors").exists()
+        assert list(tmp_path.iterdir()) == []

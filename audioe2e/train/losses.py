@@ -200,9 +200,9 @@ def frame_template_share(x: torch.Tensor, rate: int = 16000, period: int = 320,
     hz = torch.fft.rfftfreq(period, 1 / rate, device=x.device)
     total = torch.fft.rfft(frames).abs().pow(2).sum(-2)  # [B, bins]
     fixed = torch.fft.rfft(frames.mean(1)).abs().pow(2) * frames.shape[1]
-    shares = [fixed[:, (hz >= lo) & (hz <= hi)].sum(-1) / (total[:, (hz >= lo) & (hz <= hi)].sum(-1) + 1e-9)
-              for lo, hi in bands_hz]
-    return torch.stack(shares).mean(0)
+    # closed intervals: a bin on the edge of two bands counts in both (as the shipped decoder was trained)
+    bands = [(hz >= lo) & (hz <= hi) for lo, hi in bands_hz]
+    return torch.stack([fixed[:, b].sum(-1) / (total[:, b].sum(-1) + 1e-9) for b in bands]).mean(0)
 
 
 def lowpass(x: torch.Tensor, cutoff_hz: float, rate: int = 16000) -> torch.Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from ..checkpoint import WeightsFileError, load_weights, save_weights
+from ..checkpoint import rewrite_weights_file
 from ..registry import build_model
 
 
@@ -13,19 +13,16 @@ def main(argv: list[str]) -> int:
     if len(argv) != 2:
         print(__doc__, file=sys.stderr)
         return 2
-    try:
-        state, config, meta = load_weights(argv[0])
-    except (FileNotFoundError, WeightsFileError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    model = build_model(config)
-    if not hasattr(model, "reset_synthesis"):
-        print(f"error: {argv[0]} is not a codec's weights", file=sys.stderr)
-        return 2
-    model.load_state_dict(state)
-    model.reset_synthesis()
-    save_weights(argv[1], model.state_dict(), config, dict(meta, reparametrised="synthesis reset to its DFT basis"))
-    return 0
+
+    def reset(state, config, meta):
+        model = build_model(config)
+        if not hasattr(model, "reset_synthesis"):
+            raise ValueError(f"{argv[0]} is not a codec's weights")
+        model.load_state_dict(state)
+        model.reset_synthesis()
+        return model.state_dict(), config, dict(meta, reparametrised="synthesis reset to its DFT basis")
+
+    return rewrite_weights_file(argv[0], argv[1], reset)
 
 
 if __name__ == "__main__":

@@ -21,17 +21,22 @@ import sys
 
 import torch
 
-from ..checkpoint import WeightsFileError, load_weights, save_weights
+from ..checkpoint import rewrite_weights_file
 
 GATES = 3  # torch's GRU stacks its reset, update and new gates' rows
 
 
-def _grow_rows(w: torch.Tensor, old: int, new: int, blocks: int, gen: torch.Generator) -> torch.Tensor:
+def _uniform(shape, bound: float, gen: torch.Generator, dtype) -> torch.Tensor:
+    """Uniform ±bound, as torch initialises a fresh GRU (±1/√hidden) or Linear (±1/√fan_in)."""
+    return ((torch.rand(shape, generator=gen, dtype=torch.float64) * 2 - 1) * bound).to(dtype)
+
+
+def _grow_rows(w: torch.Tensor, old: int, new: int, blocks: int, gen: torch.Generator,
+               bound: float | None = None) -> torch.Tensor:
     """[blocks·old, …] → [blocks·new, …]: each gate block keeps its rows first; the new rows
-    are drawn as torch draws a fresh GRU's (uniform ±1/√new)."""
-    bound = 1 / math.sqrt(new)
-    out = (torch.rand((blocks * new, *w.shape[1:]), generator=gen, dtype=torch.float64) * 2 - 1) * bound
-    out = out.to(w.dtype)
+    are drawn uniform ±`bound` (default 1/√new, a fresh GRU's)."""
+    bound = 1 / math.sqrt(new) if bound is None else bound
+    out = _uniform((blocks * new, *w.shape[1:]), bound, gen, w.dtype)
     for g in range(blocks):
         out[g * new: g * new + old] = w[g * old: (g + 1) * old]
     return out
@@ -45,31 +50,25 @@ def _grow_cols(w: torch.Tensor, old: int, new: int, rows_old: int, blocks: int,
     out = torch.zeros((w.shape[0], new), dtype=w.dtype)
     out[:, :old] = w[:, :old]
     if gen is not None:
-        bound = 1 / math.sqrt(new)
-        fresh = ((torch.rand((w.shape[0], new - old), generator=gen, dtype=torch.float64) * 2 - 1) * bound)
+        fresh = _uniform((w.shape[0], new - old), 1 / math.sqrt(new), gen, w.dtype)
         block = w.shape[0] // blocks
         for g in range(blocks):
-            out[g * block + rows_old:(g + 1) * block, old:] = fresh[g * block + rows_old:(g + 1) * block].to(w.dtype)
+            out[g * block + rows_old:(g + 1) * block, old:] = fresh[g * block + rows_old:(g + 1) * block]
     return out
 
 
 def widen_gru_enhancer(state: dict, config: dict, hidden: int, seed: int = 0) -> tuple[dict, dict]:
     """(state, config) of a `gru_enhancer` → the same network with `hidden` GRU units per layer."""
     if config.get("arch") not in ("gru_enhancer", "tiny_enhancer") or "gru.weight_hh_l0" not in state:
-        raise ValueError("not a GRU enhancer's weights")
+        raise ValueError(f"{config.get('arch')!r} weights are not a GRU enhancer's")
     old, layers = int(config["hidden"]), int(config["layers"])
     if hidden <= old:
         raise ValueError(f"--hidden {hidden} must be above the present {old}")
     gen = torch.Generator().manual_seed(seed)
     s = dict(state)
     # input layer: new units' rows drawn like torch's Linear (±1/√fan_in)
-    fan_in = s["inp.weight"].shape[1]
-    b = 1 / math.sqrt(fan_in)
     for name in ("inp.weight", "inp.bias"):
-        w = s[name]
-        out = ((torch.rand((hidden, *w.shape[1:]), generator=gen, dtype=torch.float64) * 2 - 1) * b).to(w.dtype)
-        out[:old] = w
-        s[name] = out
+        s[name] = _grow_rows(s[name], old, hidden, 1, gen, bound=1 / math.sqrt(s["inp.weight"].shape[1]))
     for layer in range(layers):
         for kind in ("ih", "hh"):
             # every column is a unit of a widened layer (layer 0's input is the input layer's
@@ -90,14 +89,11 @@ def main(argv: list[str]) -> int:
     p.add_argument("--hidden", type=int, required=True)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
-    try:
-        state, config, meta = load_weights(a.src)
+    def widen(state, config, meta):
         state, config = widen_gru_enhancer(state, config, a.hidden, a.seed)
-    except (FileNotFoundError, WeightsFileError, ValueError) as e:
-        print(f"error: {a.src}: {e}", file=sys.stderr)
-        return 2
-    save_weights(a.dst, state, config, dict(meta, widened=f"GRU widened to {a.hidden} units (same function)"))
-    return 0
+        return state, config, dict(meta, widened=f"GRU widened to {a.hidden} units (same function)")
+
+    return rewrite_weights_file(a.src, a.dst, widen)
 
 
 if __name__ == "__main__":

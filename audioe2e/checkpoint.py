@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,11 +54,16 @@ def save_weights(path: str | os.PathLike, state: dict[str, torch.Tensor], config
 def rewrite_weights_file(src: str, dst: str, transform) -> int:
     """The tools that turn one weights file into another (`train.reparam`, `train.widen`):
     `transform(state, config, meta)` → (state, config, meta) written to `dst`. A bad input or
-    output (missing, unreadable, the wrong model: `transform` raises ValueError; unwritable)
-    gives one `error:` line on stderr and exit status 2, and no `dst`."""
-    import sys
+    output (missing, unreadable, the wrong model: `transform` raises ValueError, which is
+    prefixed with `src` here; unwritable) gives one `error:` line on stderr and exit status 2,
+    and no `dst`."""
     try:
-        save_weights(dst, *transform(*load_weights(src)))
+        loaded = load_weights(src)
+        try:
+            rewritten = transform(*loaded)
+        except ValueError as e:
+            raise ValueError(f"{src}: {e}") from e
+        save_weights(dst, *rewritten)
     except (FileNotFoundError, WeightsFileError, WeightsWriteError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

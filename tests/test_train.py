@@ -1127,4 +1127,5 @@ def test_widen_refuses_bad_input_in_one_line(tmp_path, capsys):
         assert main([str(src), str(dst), "--hidden", hidden]) == 2
         err = capsys.readouterr().err
         assert err.startswith("error: ") and err.count("\n") == 1
+        assert src.name in err or dst.parent.name in err  # names the file at fault
         assert list(tmp_path.iterdir()) == []

@@ -164,9 +164,10 @@ RECIPES: dict[str, Recipe] = {
     # The shipped default enhancer with 384 GRU units a layer instead of 256 (2.89 M parameters),
     # grown from its weights by `python -m audioe2e.train.widen` (the same function at the
     # start); same loss and critic. Twenty-ninth session: the shipped model gains as much PESQ
-    # on training mixtures as on validation ones, so it underfits. Result: 3,000 steps (2 h 10
-    # min) from the widened weights with a fresh critic, validation PESQ-WB 1.998 against the
-    # shipped 2.024 (enhancer card): not kept.
+    # on training mixtures as on validation ones, so it underfits. Result: 6,359 steps (4.3 h,
+    # the last 2 h 10 min on two ranks; twenty-ninth and thirtieth sessions) from the widened
+    # weights with a fresh critic, validation PESQ-WB 2.003 against the shipped 2.024, flat
+    # since step 3,500 (enhancer card): not kept.
     "enhancer-gru-df-metric-wide": Recipe("enhancer-gru-df-metric-wide", "enhance", dict(_GRU_DF, hidden=384),
                                           batch=16, seconds=3.0, extra=_TINY_SISDR_COMPRESSED,
                                           adversarial=_METRIC_GAN),

@@ -17,7 +17,7 @@ def main(argv: list[str]) -> int:
     def reset(state, config, meta):
         model = build_model(config)
         if not hasattr(model, "reset_synthesis"):
-            raise ValueError(f"{argv[0]} is not a codec's weights")
+            raise ValueError(f"{config.get('arch')!r} weights are not a codec's")
         model.load_state_dict(state)
         model.reset_synthesis()
         return model.state_dict(), config, dict(meta, reparametrised="synthesis reset to its DFT basis")

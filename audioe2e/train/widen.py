@@ -89,6 +89,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--hidden", type=int, required=True)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
+
     def widen(state, config, meta):
         state, config = widen_gru_enhancer(state, config, a.hidden, a.seed)
         return state, config, dict(meta, widened=f"GRU widened to {a.hidden} units (same function)")

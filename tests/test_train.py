@@ -1114,6 +1114,66 @@ def test_widen_keeps_the_gru_enhancers_function_and_gives_the_new_units_a_gradie
     assert wide.out.weight.grad[:, 12:].abs().sum() > 0 and wide.df_out.weight.grad[:, 12:].abs().sum() > 0
 
 
+def test_lookahead_growth_keeps_the_function_delayed_and_grows_a_run_checkpoint(tmp_path):
+    """`python -m audioe2e.train.lookahead`: the grown network's output is the old network's on
+    the input delayed by L hops (both time-aligned), its new input columns get a gradient at
+    once, and in a run checkpoint the moving average and the input layer's Adam moments grow
+    with the weights while everything else (critic included) is copied unchanged."""
+    from audioe2e.checkpoint import save_weights
+    from audioe2e.registry import build_model
+    from audioe2e.train.lookahead import main
+    torch.manual_seed(4)
+    cfg = dict(arch="gru_enhancer", n_fft=64, hop=32, layers=2, frontend="dense", hidden=12, df_bins=8, df_order=3)
+    old = build_model(cfg)
+    for p in old.parameters():  # the deep-filter head starts at zero; give it weights
+        p.data.add_(torch.randn_like(p) * 0.05)
+    opt = torch.optim.Adam(old.parameters())
+    old(torch.randn(1, 640)).pow(2).mean().backward()
+    opt.step()
+    ckpt = {f"model.{k}": v for k, v in old.state_dict().items()}
+    ckpt |= {f"ema.{k}": v.clone() for k, v in old.state_dict().items()}
+    ckpt |= {f"optim.{i}.{k}": v for i, st in opt.state_dict()["state"].items() for k, v in st.items()}
+    ckpt["disc.w"] = torch.randn(3, 5)
+    save_weights(tmp_path / "last.safetensors", ckpt, old.config_dict(), {"step": 7, "best": {"score": 2.0}})
+    assert main([str(tmp_path / "last.safetensors"), str(tmp_path / "la.safetensors"), "--frames", "2",
+                 "--recipe", "enhancer-gru-df-metric-la3"]) == 0
+    state, config, meta = load_weights(tmp_path / "la.safetensors")
+    assert config["lookahead"] == 2 and meta["step"] == 7 and "best" not in meta
+    assert meta["recipe"] == "enhancer-gru-df-metric-la3"
+    new = build_model(config)
+    new.load_state_dict({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
+    grown = [k for k in state if state[k].shape != ckpt[k].shape]
+    assert sorted(grown) == ["ema.inp.weight", "model.inp.weight", "optim.4.exp_avg", "optim.4.exp_avg_sq"]
+    assert all(torch.equal(state[k], ckpt[k]) for k in state if k not in grown)
+    assert all(state[k][:, 49:].abs().sum() == 0 for k in grown)  # 33 bins + 2·8 old columns
+    x = torch.randn(2, 1600) * 0.1
+    old.eval(), new.eval()
+    with torch.no_grad():
+        a = old(torch.nn.functional.pad(x, (2 * 32, 0)))[:, 2 * 32:]
+        b = new(x)
+    assert torch.allclose(a, b, atol=1e-6) and a.abs().max() > 1e-3
+    new.train()
+    new(x).pow(2).mean().backward()
+    assert new.inp.weight.grad[:, 49:].abs().sum() > 0
+
+
+def test_lookahead_growth_refuses_bad_input_in_one_line(tmp_path, capsys):
+    """A codec's weights, weights that already look ahead, an unknown recipe: one `error:`
+    line, exit 2, no OUT."""
+    from audioe2e.train.lookahead import main
+    models = Path(__file__).resolve().parents[1] / "models"
+    out = tmp_path / "out.safetensors"
+    assert main([str(models / "enhancer.safetensors"), str(out), "--frames", "1"]) == 0
+    for src, extra in ((models / "codec.safetensors", []), (out, []),
+                       (models / "enhancer.safetensors", ["--recipe", "no-such-recipe"])):
+        capsys.readouterr()
+        assert main([str(src), str(tmp_path / "again.safetensors"), "--frames", "1", *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1
+        assert src.name in err or "no-such-recipe" in err
+        assert not (tmp_path / "again.safetensors").exists()
+
+
 def test_widen_refuses_bad_input_in_one_line(tmp_path, capsys):
     """A missing file, a codec's weights, a width that is not wider and an output folder that
     is not there: one `error:` line, exit 2, no OUT (nor its temporary file)."""

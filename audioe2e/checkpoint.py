@@ -51,6 +51,16 @@ def save_weights(path: str | os.PathLike, state: dict[str, torch.Tensor], config
     return sha256_file(path)
 
 
+def rewrite_parser(prog: str, doc: str):
+    """The argument parser of a tool built on `rewrite_weights_file`: SRC and DST positional,
+    the tool's own options added by the caller; `--help` shows the first paragraph of `doc`."""
+    import argparse
+    p = argparse.ArgumentParser(prog=prog, description=" ".join(doc.split("\n\n")[0].split()))
+    p.add_argument("src", help="weights file or run checkpoint to read")
+    p.add_argument("dst", help="weights file to write (nothing is written on an error)")
+    return p
+
+
 def rewrite_weights_file(src: str, dst: str, transform) -> int:
     """The tools that turn one weights file into another (`train.reparam`, `train.widen`):
     `transform(state, config, meta)` → (state, config, meta) written to `dst`. A bad input or

@@ -12,12 +12,11 @@ stopped instead of re-learning the critic (a fresh one cost the widened run its 
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
 import torch
 
-from ..checkpoint import rewrite_weights_file
+from ..checkpoint import rewrite_parser, rewrite_weights_file
 
 INPUT = "inp.weight"  # the GRU's input layer: [hidden, features] → [hidden, 2 · features]
 
@@ -51,9 +50,7 @@ def add_lookahead(state: dict, config: dict, frames: int) -> tuple[dict, dict]:
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m audioe2e.train.lookahead", description=__doc__.split("\n")[0])
-    p.add_argument("src")
-    p.add_argument("dst")
+    p = rewrite_parser("python -m audioe2e.train.lookahead", __doc__)
     p.add_argument("--frames", type=int, required=True)
     p.add_argument("--recipe", help="a run checkpoint's new recipe (the one that `--resume` continues)")
     a = p.parse_args(argv)

@@ -15,13 +15,12 @@ gradient at once (the new units' activations are not zero), and the new units le
 """
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 
 import torch
 
-from ..checkpoint import rewrite_weights_file
+from ..checkpoint import rewrite_parser, rewrite_weights_file
 
 GATES = 3  # torch's GRU stacks its reset, update and new gates' rows
 
@@ -83,9 +82,7 @@ def widen_gru_enhancer(state: dict, config: dict, hidden: int, seed: int = 0) ->
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m audioe2e.train.widen", description=__doc__.split("\n")[0])
-    p.add_argument("src")
-    p.add_argument("dst")
+    p = rewrite_parser("python -m audioe2e.train.widen", __doc__)
     p.add_argument("--hidden", type=int, required=True)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)

@@ -64,9 +64,9 @@ def rewrite_parser(prog: str, doc: str):
 def rewrite_weights_file(src: str, dst: str, transform) -> int:
     """The tools that turn one weights file into another (`train.reparam`, `train.widen`,
     `train.lookahead`): `transform(state, config, meta)` → (state, config, meta) written to
-    `dst`. A bad input or output (missing, unreadable, the wrong model: `transform` raises ValueError, which is
-    prefixed with `src` here; unwritable) gives one `error:` line on stderr and exit status 2,
-    and no `dst`."""
+    `dst`. A bad input or output (missing, unreadable, the wrong model: `transform` raises
+    ValueError, which is prefixed with `src` here; unwritable) gives one `error:` line on
+    stderr and exit status 2, and no `dst`."""
     try:
         loaded = load_weights(src)
         try:

@@ -1157,20 +1157,41 @@ def test_lookahead_growth_keeps_the_function_delayed_and_grows_a_run_checkpoint(
     assert new.inp.weight.grad[:, 49:].abs().sum() > 0
 
 
+def test_lookahead_growth_finds_the_input_layers_adam_moments_past_frozen_parameters():
+    """With a recipe that freezes the front-end, Adam's state skips those parameters, so the
+    input layer's moments sit at a lower index: the growth follows the saving recipe's order
+    (`recipes.optimised_names`, the training loop's) and leaves the other moments alone."""
+    from audioe2e.registry import build_model
+    from audioe2e.train.lookahead import add_lookahead
+    from audioe2e.train.recipes import optimised_names
+    cfg = dict(arch="gru_enhancer", n_fft=64, hop=32, layers=1, frontend="dense", hidden=8)
+    model = build_model(cfg)
+    frozen = ("win_", "analysis.", "synthesis.")
+    names = optimised_names(model, frozen)
+    assert names[0] == "inp.weight" and len(names) < len(list(model.parameters()))
+    params = dict(model.named_parameters())
+    state = {f"model.{k}": v.detach() for k, v in model.state_dict().items()}
+    state |= {f"optim.{i}.exp_avg": torch.ones_like(params[n]) for i, n in enumerate(names)}
+    grown, _ = add_lookahead(state, cfg, 1, frozen)
+    assert grown["optim.0.exp_avg"].shape == (8, 2 * 33) and grown["model.inp.weight"].shape == (8, 2 * 33)
+    assert all(grown[k] is state[k] for k in state if k not in ("optim.0.exp_avg", "model.inp.weight"))
+
+
 def test_lookahead_growth_refuses_bad_input_in_one_line(tmp_path, capsys):
-    """A codec's weights, weights that already look ahead, an unknown recipe: one `error:`
-    line, exit 2, no OUT."""
+    """A codec's weights, weights that already look ahead, an unknown recipe, no frames: one
+    `error:` line, exit 2, no OUT."""
     from audioe2e.train.lookahead import main
     models = Path(__file__).resolve().parents[1] / "models"
     out = tmp_path / "out.safetensors"
     assert main([str(models / "enhancer.safetensors"), str(out), "--frames", "1"]) == 0
     for src, extra in ((models / "codec.safetensors", []), (out, []),
-                       (models / "enhancer.safetensors", ["--recipe", "no-such-recipe"])):
+                       (models / "enhancer.safetensors", ["--recipe", "no-such-recipe"]),
+                       (models / "enhancer.safetensors", ["--frames", "0"])):
         capsys.readouterr()
         assert main([str(src), str(tmp_path / "again.safetensors"), "--frames", "1", *extra]) == 2
         err = capsys.readouterr().err
         assert err.startswith("error: ") and err.count("\n") == 1
-        assert src.name in err or "no-such-recipe" in err
+        assert src.name in err or "no-such-recipe" in err or "--frames 0" in err
         assert not (tmp_path / "again.safetensors").exists()
 
 

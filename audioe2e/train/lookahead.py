@@ -17,30 +17,26 @@ import sys
 import torch
 
 from ..checkpoint import rewrite_parser, rewrite_weights_file
+from .recipes import RECIPES, optimised_names
 
 INPUT = "inp.weight"  # the GRU's input layer: [hidden, features] → [hidden, 2 · features]
 
 
-def _param_index(config: dict, name: str) -> int:
-    """Position of parameter `name` in the model's parameters: the index of its Adam moments
-    (`optim.<i>.exp_avg`) in a run checkpoint (`train.runstate`)."""
+def add_lookahead(state: dict, config: dict, frames: int, frozen: tuple[str, ...] = ()) -> tuple[dict, dict]:
+    """(state, config) of a look-ahead-free GRU enhancer → the same with `frames` (≥ 1) of
+    lookahead. `state` is an exported model's (bare names) or a run checkpoint's (`model.` and
+    `ema.` weights, `optim.` moments in the order of `recipes.optimised_names` with the `frozen`
+    prefixes of the recipe that saved them); the input layer grows in each, nothing else
+    changes (the critic's `disc.` tensors neither)."""
     from ..registry import build_model
-    return [n for n, _ in build_model(config).named_parameters()].index(name)
-
-
-def add_lookahead(state: dict, config: dict, frames: int) -> tuple[dict, dict]:
-    """(state, config) of a look-ahead-free GRU enhancer → the same with `frames` of lookahead.
-    `state` is an exported model's (bare names) or a run checkpoint's (`model.`, `ema.`,
-    `optim.` prefixed); every copy of the input layer and its Adam moments grows."""
     if config.get("arch") not in ("gru_enhancer", "tiny_enhancer"):
         raise ValueError(f"{config.get('arch')!r} weights are not a GRU enhancer's")
     if int(config.get("lookahead", 0)):
         raise ValueError(f"the weights already look ahead {config['lookahead']} frame(s)")
-    if frames < 1:
-        raise ValueError(f"--frames {frames} must be at least 1")
-    idx = _param_index(config, INPUT)
-    names = [k for k in state if k == INPUT or k.endswith("." + INPUT)]
-    names += [k for k in state if k in (f"optim.{idx}.exp_avg", f"optim.{idx}.exp_avg_sq")]
+    names = [k for k in (INPUT, "model." + INPUT, "ema." + INPUT) if k in state]
+    if any(k.startswith("optim.") for k in state):
+        idx = optimised_names(build_model(config), frozen).index(INPUT)
+        names += [k for k in (f"optim.{idx}.exp_avg", f"optim.{idx}.exp_avg_sq") if k in state]
     if not names:
         raise ValueError(f"no {INPUT} in the weights")
     s = dict(state)
@@ -54,14 +50,15 @@ def main(argv: list[str]) -> int:
     p.add_argument("--frames", type=int, required=True)
     p.add_argument("--recipe", help="a run checkpoint's new recipe (the one that `--resume` continues)")
     a = p.parse_args(argv)
-    if a.recipe is not None:
-        from .recipes import RECIPES
-        if a.recipe not in RECIPES:
-            print(f"error: unknown recipe {a.recipe!r}", file=sys.stderr)
+    for bad, why in ((a.frames < 1, f"--frames {a.frames} must be at least 1"),
+                     (a.recipe is not None and a.recipe not in RECIPES, f"unknown recipe {a.recipe!r}")):
+        if bad:
+            print(f"error: {why}", file=sys.stderr)
             return 2
 
     def grow(state, config, meta):
-        state, config = add_lookahead(state, config, a.frames)
+        saved_by = RECIPES.get(meta.get("recipe"))
+        state, config = add_lookahead(state, config, a.frames, saved_by.frozen if saved_by else ())
         meta = {k: v for k, v in meta.items() if k != "best"}  # its best was scored without lookahead
         if a.recipe:
             meta["recipe"] = a.recipe

@@ -18,7 +18,7 @@ import torch
 
 from ..checkpoint import load_weights
 from ..registry import build_model
-from .recipes import Recipe, loss_for
+from .recipes import Recipe, loss_for, optimised_names
 from .runstate import RunWriter, balance_note, fresh, model_tensors, restore, speed_note
 
 
@@ -373,10 +373,11 @@ def train(recipe: Recipe, corpus: Path, run: Path, steps: int, resume: bool = Fa
     run_level = tuple(level_db) if level_db else tuple(recipe.level_db)
     torch.manual_seed(seed)  # same initial weights for the same seed (resume overrides them)
     model = build_model(dict(recipe.config)).to(dev)
-    for name, p in model.named_parameters():
-        if name.startswith(recipe.frozen):
-            p.requires_grad_(False)
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr or recipe.lr)
+    params = dict(model.named_parameters())
+    optimised = optimised_names(model, recipe.frozen)
+    for name in params.keys() - set(optimised):
+        params[name].requires_grad_(False)
+    opt = torch.optim.Adam([params[n] for n in optimised], lr=lr or recipe.lr)
     adv = make_adversary(recipe.adversarial, model.sample_rate, dev) if recipe.adversarial else None
     _require_loss_packages(recipe)
 

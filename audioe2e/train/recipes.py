@@ -41,6 +41,12 @@ class Recipe:
     frozen: tuple[str, ...] = ()
 
 
+def optimised_names(model, frozen: tuple[str, ...] = ()) -> list[str]:
+    """Names of the parameters a recipe with these `frozen` prefixes trains, in the order of
+    Adam's state: the `optim.<i>.*` tensors of a run checkpoint belong to the i-th name."""
+    return [n for n, p in model.named_parameters() if p.requires_grad and not n.startswith(frozen)]
+
+
 # Default enhancer from step 13,000: power-law compressed spectra (Braun & Tashev 2021) at a
 # weight whose gradient norm matches SI-SDR's on the shipped checkpoint (14.8 vs 57 at weight
 # 1); the level term, whose L1 gradient was 4× SI-SDR's, cut to 0.1 (the compressed term

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import sys
 
-from ..checkpoint import rewrite_weights_file
+from ..checkpoint import rewrite_parser, rewrite_weights_file
 from ..registry import build_model
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print(__doc__, file=sys.stderr)
-        return 2
+    a = rewrite_parser("python -m audioe2e.train.reparam", __doc__).parse_args(argv)
 
     def reset(state, config, meta):
         model = build_model(config)
@@ -22,7 +20,7 @@ def main(argv: list[str]) -> int:
         model.reset_synthesis()
         return model.state_dict(), config, dict(meta, reparametrised="synthesis reset to its DFT basis")
 
-    return rewrite_weights_file(argv[0], argv[1], reset)
+    return rewrite_weights_file(a.src, a.dst, reset)
 
 
 if __name__ == "__main__":
